@@ -1,0 +1,125 @@
+"""Settings from the environment and an optional ``.env`` file.
+
+Every variable is read once, at start-up, into :class:`Settings`. A bad value stops start-up with one line that
+names the variable and what it expects (:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from prism_mcp.errors import PrismError
+
+__all__ = ["ConfigError", "Settings", "Thresholds", "load_settings"]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Percent = Annotated[float, Field(gt=0, le=100)]
+CsvList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(PrismError):
+    """A setting is missing or has a bad value; ``message`` is the one line to print."""
+
+    code = "config_error"
+
+
+class Thresholds(BaseSettings):
+    """Warning and critical levels of the operations guide, each overridable (``PRISM_CPU_WARNING=70``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
+
+    cpu_warning: Percent = 80.0
+    cpu_critical: Percent = 95.0
+    memory_warning: Percent = 85.0
+    memory_critical: Percent = 95.0
+    disk_warning: Percent = 85.0
+    disk_critical: Percent = 95.0
+    response_time_warning: Annotated[float, Field(gt=0, le=600)] = 1.0
+    response_time_critical: Annotated[float, Field(gt=0, le=600)] = 5.0
+    error_rate_warning: Percent = 5.0
+    error_rate_critical: Percent = 10.0
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """PRISM's configuration. Secrets are ``SecretStr`` so that no repr or log line shows them."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    api_key: SecretStr | None = Field(default=None, alias="API_KEY")
+    operator_keys: CsvList = Field(default_factory=list, alias="PRISM_OPERATOR_KEYS")
+    read_keys: CsvList = Field(default_factory=list, alias="PRISM_READ_KEYS")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    data_dir: Path = Field(default=Path(".prism"), alias="PRISM_DATA_DIR")
+    host: str = Field(default="127.0.0.1", alias="PRISM_HOST", min_length=1)
+    api_port: Port = Field(default=8060, alias="PRISM_API_PORT")
+    web_port: Port = Field(default=8061, alias="PRISM_WEB_PORT")
+    mcp_port: Port = Field(default=8062, alias="PRISM_MCP_PORT")
+    api_url: str = Field(default="http://127.0.0.1:8060", alias="PRISM_API_URL")
+    allowed_hosts: CsvList = Field(default_factory=list, alias="PRISM_ALLOWED_HOSTS")
+    allowed_origins: CsvList = Field(default_factory=list, alias="PRISM_ALLOWED_ORIGINS")
+    key_prefix: str = Field(default="prism:", alias="PRISM_KEY_PREFIX", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
+    redis_timeout: float = Field(default=2.0, alias="PRISM_REDIS_TIMEOUT", gt=0, le=60)
+    sample_interval: float = Field(default=2.0, alias="PRISM_SAMPLE_INTERVAL", ge=0.1, le=300)
+    max_body_bytes: int = Field(default=1_048_576, alias="PRISM_MAX_BODY_BYTES", ge=1024, le=64 * 1_048_576)
+    log_level: str = Field(default="INFO", alias="PRISM_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+
+    @field_validator("operator_keys", "read_keys", "allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a URL starting with redis://, rediss:// or unix://")
+        return value
+
+    @cached_property
+    def thresholds(self) -> Thresholds:
+        return Thresholds()
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning the first bad value into a :class:`ConfigError` naming its variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        _ = settings.thresholds
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = _variable_name(field)
+        shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+        raise ConfigError(f"{variable}: {error['msg']}{shown}") from exc
+    return settings
+
+
+_SECRET_FIELDS = frozenset({"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key"})
+
+
+def _variable_name(field: str) -> str:
+    alias = Settings.model_fields.get(field)
+    if alias is not None and alias.alias:
+        return alias.alias
+    if field in Thresholds.model_fields:
+        return f"PRISM_{field.upper()}"
+    return field

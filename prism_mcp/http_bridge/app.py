@@ -1,0 +1,154 @@
+"""The REST API generated from the registry (PRISM-API, port 8060)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from prism_mcp.auth import KeyRing
+from prism_mcp.capability import Capability, invoke, registry
+from prism_mcp.errors import MethodNotAllowedError, NotFoundError, PrismError
+from prism_mcp.http_bridge.envelope import error_response, json_response, success_body
+from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address
+from prism_mcp.http_bridge.openapi import openapi_document
+from prism_mcp.http_bridge.params import list_params, read_arguments
+from prism_mcp.runtime import Runtime
+
+__all__ = ["build_api_app", "request_info"]
+
+logger = logging.getLogger(__name__)
+
+STATIC = __file__.rsplit("/", 1)[0] + "/static"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def request_info(runtime: Runtime, request: Request, port: Port = "api") -> RequestInfo:
+    peer = request.client.host if request.client else "unknown"
+    return RequestInfo(
+        port=port,
+        method=request.method,
+        path=request.url.path,
+        client_ip=client_address(runtime, peer, request.headers),
+        peer_ip=peer,
+        headers=request.headers,
+        query_string=request.url.query,
+    )
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+def _endpoint(runtime: Runtime, keys: KeyRing, cap: Capability) -> Endpoint:
+    lists = list_params(cap)
+    limit = runtime.settings.max_body_bytes
+
+    async def endpoint(request: Request) -> Response:
+        info = request_info(runtime, request)
+        request_id = _request_id(request)
+        try:
+            principal = await admit(runtime, keys, info)
+            arguments = await read_arguments(request, cap, lists, limit)
+            result = await invoke(runtime, cap, principal, arguments, surface="rest", request_id=request_id)
+        except PrismError as exc:
+            return error_response(exc, {**info.response_headers, "X-Request-ID": request_id})
+        headers = {**info.response_headers, "X-Request-ID": request_id}
+        return json_response(success_body(result), headers=headers)
+
+    endpoint.__name__ = cap.name
+    return endpoint
+
+
+async def _healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    data = {"status": "ok", "version": runtime.version, "uptime_seconds": round(runtime.uptime_seconds, 3)}
+    return json_response(success_body(data))
+
+
+async def _prometheus(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _openapi(runtime: Runtime, keys: KeyRing) -> Endpoint:
+    document: dict[str, object] = {}
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            await admit(runtime, keys, request_info(runtime, request))
+        except PrismError as exc:
+            return error_response(exc)
+        if not document:
+            document.update(openapi_document(runtime.version))
+        import json
+
+        return json_response(json.dumps(document).encode())
+
+    return endpoint
+
+
+async def _docs(request: Request) -> Response:
+    return FileResponse(f"{STATIC}/docs.html", media_type="text/html")
+
+
+class _Envelope:
+    """Outermost layer: any error that escapes a route answers in the envelope, never with a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("request_crashed", extra={"path": scope.get("path")})
+            if not started:
+                await error_response(PrismError())(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFoundError(f"no route {request.method} {request.url.path}; see /openapi.json"))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}"))
+    error = PrismError(exc.detail)
+    error.status = exc.status_code
+    return error_response(error)
+
+
+def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
+    """The PRISM-API Starlette app: one route per capability, plus ``/healthz``, ``/metrics/`` and the docs."""
+    keys = keys or KeyRing(runtime.settings)
+    routes: list[BaseRoute] = [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/metrics/", _prometheus, methods=["GET"]),
+        Route("/openapi.json", _openapi(runtime, keys), methods=["GET"]),
+        Route("/docs", _docs, methods=["GET"]),
+    ]
+    routes += [Route(cap.path, _endpoint(runtime, keys, cap), methods=[cap.method]) for cap in registry]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.runtime = runtime
+    return _Envelope(app)

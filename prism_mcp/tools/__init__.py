@@ -1,0 +1,20 @@
+"""Tool and resource capabilities, one module per area. Importing an area module declares its capabilities."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["AREAS", "load_all"]
+
+# The area modules, in the order their capabilities are listed on every surface.
+AREAS: tuple[str, ...] = (
+    "prism_mcp.tools.health",
+    "prism_mcp.tools.monitoring",
+    "prism_mcp.resources.reader",
+)
+
+
+def load_all() -> None:
+    """Import every area so that the registry holds every capability (idempotent)."""
+    for module in AREAS:
+        importlib.import_module(module)
