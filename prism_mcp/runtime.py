@@ -33,6 +33,7 @@ __all__ = [
     "background_task",
     "dashboard_section",
     "health_check",
+    "on_runtime_start",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,16 @@ def background_task(
         return fn
 
     return register
+
+
+RuntimeHook = Callable[["Runtime"], None]
+_HOOKS: list[RuntimeHook] = []
+
+
+def on_runtime_start(fn: RuntimeHook) -> RuntimeHook:
+    """Call ``fn(runtime)`` when any runtime starts, before its tasks: the place to add observers."""
+    _HOOKS.append(fn)
+    return fn
 
 
 def health_check(name: str) -> Callable[[HealthCheck], HealthCheck]:
@@ -126,7 +137,9 @@ class Runtime:
         return time.monotonic() - self.started_monotonic
 
     async def start(self) -> None:
-        """Start every registered background task that one of this process's services needs."""
+        """Run the start hooks, then start every background task one of this process's services needs."""
+        for hook in _HOOKS:
+            hook(self)
         for task in _TASKS:
             if task.services & self.services:
                 self._tasks.append(asyncio.create_task(self._supervise(task), name=f"prism:{task.name}"))
