@@ -71,7 +71,7 @@ def _parse(entry_id: str, fields: dict[str, str]) -> SecurityEvent:
     return SecurityEvent(
         id=entry_id,
         type=fields.get("type", "unknown"),
-        severity=fields.get("severity", "info"),  # type: ignore[arg-type]
+        severity=fields.get("severity", "info"),
         client_ip=fields.get("client_ip") or None,
         principal=fields.get("principal") or None,
         message=fields.get("message", ""),
