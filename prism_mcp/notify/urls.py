@@ -99,12 +99,16 @@ def address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str 
     return None
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 def _describe(host: str) -> str:
     address = literal_address(host)
     if address is not None:
         kind = address_kind(address)
         shown = f"{host!r} (= {address})" if str(address) != host else repr(host)
-        return f"{shown}, a {kind} address" if kind else f"{shown}, an address that is not listed"
+        return f"{shown}, {_a(kind)} address" if kind else f"{shown}, an address that is not listed"
     if host == "localhost" or host.endswith(".localhost"):
         return f"{host!r}, a loopback name"
     return f"{host!r}, a name that is not {SLACK_HOST}"
@@ -147,8 +151,8 @@ def _same_as_httpx(url: str, scheme: str, host: str, port: int) -> None:
 def check_webhook_url(url: str, allowed_hosts: Sequence[str]) -> WebhookTarget:
     """The target of ``url`` if the rules above admit it; :class:`WebhookUrlError` saying why not."""
     scheme, host, port, path = _split(url)
-    _same_as_httpx(url, scheme, host, port)
     if _host_port(host, port) in normalise_allowed(allowed_hosts):
+        _same_as_httpx(url, scheme, host, port)
         return WebhookTarget(url, scheme, host, port, listed=True)
     if host != SLACK_HOST:
         raise WebhookUrlError(
@@ -159,6 +163,7 @@ def check_webhook_url(url: str, allowed_hosts: Sequence[str]) -> WebhookTarget:
         raise WebhookUrlError(f"expected https on port 443 for {SLACK_HOST}, got {scheme} on port {port}")
     if not path.startswith(SLACK_PATHS):
         raise WebhookUrlError(f"expected a path starting with {', '.join(SLACK_PATHS)} on {SLACK_HOST}")
+    _same_as_httpx(url, scheme, host, port)
     return WebhookTarget(url, scheme, host, port, listed=False)
 
 
@@ -170,7 +175,7 @@ def check_resolved(target: WebhookTarget, addresses: Iterable[str]) -> None:
         address = literal_address(text)
         kind = address_kind(address) if address is not None else "unreadable"
         if kind is not None:
-            raise WebhookUrlError(f"{target.host} resolved to {text}, a {kind} address; refused")
+            raise WebhookUrlError(f"{target.host} resolved to {text}, {_a(kind)} address; refused")
 
 
 def mask_webhook_url(url: str | None) -> str | None:
