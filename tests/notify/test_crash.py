@@ -78,7 +78,7 @@ async def test_a_notifier_killed_between_send_and_ack_loses_nothing_and_duplicat
         seen = len(slack.arrivals)
         process = _start_notifier(settings, slack, tmp_path / "data", log)
         try:
-            await wait_until(lambda: len(slack.arrivals) > seen, timeout=30, what="a delivery to start")
+            await wait_until(lambda seen=seen: len(slack.arrivals) > seen, timeout=30, what="a delivery to start")
         finally:
             _stop(process, signal.SIGKILL)
     survivor = _start_notifier(settings, slack, tmp_path / "data", log)

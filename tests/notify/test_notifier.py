@@ -16,7 +16,7 @@ from tests.notify.receivers import MailReceiver, Reply, WebhookReceiver, wait_un
 async def _fire(runtime: Runtime, fingerprint: str = "threshold:cpu", **overrides: str) -> str:
     fields = {"category": "system", "severity": "critical", "title": f"{fingerprint} high", "message": "at 97 %"}
     fields.update(overrides)
-    alert, _ = await fire(runtime.store, fingerprint=fingerprint, source="test", **fields)  # type: ignore[arg-type]
+    alert, _ = await fire(runtime.store, fingerprint=fingerprint, source="test", **fields)
     return alert.id
 
 
@@ -32,9 +32,9 @@ async def _outcome(api: httpx.AsyncClient, event_id: str, timeout: float = 15.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entries = (await _history(api, limit=200))["entries"]
-        final = [e for e in entries if e["event_id"] == event_id and e["status"] != "failed"]  # type: ignore[attr-defined]
+        final = [e for e in entries if e["event_id"] == event_id and e["status"] != "failed"]
         if final:
-            return final[0]  # type: ignore[no-any-return]
+            return final[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no outcome for {event_id} within {timeout:g} s")
 
@@ -73,11 +73,11 @@ async def test_500_then_200_is_delivered_once_after_a_retry(
     response = await api.post("/notifications/test", json={"wait_seconds": 15})
 
     history = await _history(api)
-    statuses = [(e["status"], e["attempt"]) for e in history["entries"]]  # type: ignore[index]
+    statuses = [(e["status"], e["attempt"]) for e in history["entries"]]
     assert response.json()["data"]["results"][0]["status"] == "delivered"
     assert len(slack.arrivals) == 2
     assert statuses == [("delivered", 2), ("failed", 1)]
-    assert "HTTP 500" in history["entries"][1]["reason"]  # type: ignore[index]
+    assert "HTTP 500" in history["entries"][1]["reason"]
 
 
 async def test_429_with_retry_after_makes_the_next_try_wait(
@@ -106,7 +106,7 @@ async def test_one_alert_fired_100_times_in_an_interval_sends_one_notification(
 
     history = await _history(api)
     assert [t for t in slack.texts() if "threshold:cpu" in t] == [":red_circle: [CRITICAL] threshold:cpu high"]
-    assert history["stats"]["suppressed"] == 99  # type: ignore[index]
+    assert history["stats"]["suppressed"] == 99
 
 
 async def test_a_resolve_is_announced_once_and_a_refire_starts_a_new_interval(
@@ -162,9 +162,9 @@ async def test_a_dead_channel_is_dead_lettered_and_a_retry_delivers_it(
     after = await _history(api)
 
     assert {r["channel"]: r["status"] for r in sent["results"]} == {"slack": "dead_lettered", "email": "delivered"}
-    assert dead["entries"][0]["reason"] == "HTTP 503 from the webhook"  # type: ignore[index]
-    assert dead["dead_letters"][0]["tries"] == 3  # type: ignore[index]
-    assert retried["queued"] == [dead["dead_letters"][0]["id"]]  # type: ignore[index]
+    assert dead["entries"][0]["reason"] == "HTTP 503 from the webhook"
+    assert dead["dead_letters"][0]["tries"] == 3
+    assert retried["queued"] == [dead["dead_letters"][0]["id"]]
     assert (outcome["channel"], outcome["status"]) == ("slack", "delivered")
     assert after["dead_letters"] == []
     assert len(slack.arrivals) == 4
@@ -223,6 +223,8 @@ async def test_an_alert_email_has_text_and_html_parts(
     message = mail.messages[0][1]
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
-    assert text is not None and "Disk <almost> full" in text.get_content()
-    assert html is not None and "Disk &lt;almost&gt; full" in html.get_content()
+    assert text is not None
+    assert html is not None
+    assert "Disk <almost> full" in text.get_content()
+    assert "Disk &lt;almost&gt; full" in html.get_content()
     assert message["From"] == "prism@example.com"

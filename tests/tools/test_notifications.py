@@ -117,12 +117,12 @@ async def test_mcp_reads_the_masked_settings_and_gets_the_same_refusal(api: http
             "notifications_update_settings", {"slack_webhook_url": f"http://169.254.169.254/{SECRET}"}
         )
 
-    text = resource.contents[0].text  # type: ignore[union-attr]
+    text = resource.contents[0].text
     assert json.loads(text)["slack_webhook_url"].endswith("/****")
     assert SECRET not in text
     assert refused.is_error is True
-    assert "link-local" in refused.content[0].text  # type: ignore[union-attr]
-    assert SECRET not in refused.content[0].text  # type: ignore[union-attr]
+    assert "link-local" in refused.content[0].text
+    assert SECRET not in refused.content[0].text
 
 
 async def test_history_limit_is_bounded(api: httpx.AsyncClient) -> None:
