@@ -122,6 +122,14 @@ def _one_line(text: str, limit: int = 200) -> str:
     return " ".join(text.split())[:limit]
 
 
+_SMTP_CONNECTION_ERRORS = (
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    aiosmtplib.SMTPServerDisconnected,
+    OSError,
+)
+
+
 class EmailChannel:
     """Sends one message with a plain-text and an HTML part to every recipient, through ``SMTP_HOST``."""
 
@@ -159,5 +167,7 @@ class EmailChannel:
         except aiosmtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.code < 600
             raise DeliveryError(f"SMTP {exc.code}: {_one_line(exc.message, 120)}", permanent=permanent) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except _SMTP_CONNECTION_ERRORS as exc:
             raise DeliveryError(f"SMTP connection failed ({type(exc).__name__})") from exc
+        except aiosmtplib.SMTPException as exc:
+            raise DeliveryError(f"SMTP failed ({type(exc).__name__}: {_one_line(str(exc), 120)})") from exc

@@ -42,8 +42,12 @@ __all__ = ["GROUP_PREFIX", "Notifier", "run_notifier"]
 logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "notifier-"
-BATCH = 10
-HEARTBEAT_TTL_SECONDS = 30
+# One entry at a time: an entry read in a batch would sit pending, its idle time growing, while the ones before
+# it are retried, and a live notifier could then claim it from this one.
+BATCH = 1
+HEARTBEAT_KEEP_SECONDS = 86400
+# Consumers that left nothing pending and have been idle this long are removed from their group.
+CONSUMER_FORGET_MS = 86400 * 1000
 # An alert event older than this when first read (a notifier started after a long outage, or for the first
 # time on an old stream) is acknowledged without a send: a day-old "CPU high" helps no one.
 STALE_ALERT_SECONDS = 86400
@@ -103,9 +107,16 @@ class Notifier:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def _forget_departed(self, group: str) -> None:
+        key = outbox_key(self.store)
+        for consumer in await self.store.redis.xinfo_consumers(key, group):
+            if consumer["pending"] == 0 and consumer["idle"] > CONSUMER_FORGET_MS:
+                await self.store.redis.xgroup_delconsumer(key, group, consumer["name"])
+
     async def _loop(self, channel: Channel) -> None:
         group = self._group(channel)
         await self._ensure_group(group)
+        await self._forget_departed(group)
         next_claim = 0.0
         while True:
             await self._heartbeat()
@@ -119,7 +130,10 @@ class Notifier:
                 await self.handle(channel, entry_id, fields)
 
     async def _heartbeat(self) -> None:
-        await self.store.redis.zadd(heartbeat_key(self.runtime), {self.consumer: time.time()})
+        now = time.time()
+        key = heartbeat_key(self.runtime)
+        await self.store.redis.zadd(key, {self.consumer: now})
+        await self.store.redis.zremrangebyscore(key, "-inf", now - HEARTBEAT_KEEP_SECONDS)
 
     async def _read(self, group: str) -> list[tuple[str, dict[str, str]]]:
         block_ms = int(min(1.0, self.store.timeout / 2) * 1000)

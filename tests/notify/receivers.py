@@ -104,7 +104,6 @@ class WebhookReceiver:
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
-            self._server.force_exit = True
             await self._task
 
 
@@ -139,4 +138,5 @@ class MailReceiver:
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        if self._controller.server is not None:
+            self._controller.stop()

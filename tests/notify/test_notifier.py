@@ -228,3 +228,19 @@ async def test_an_alert_email_has_text_and_html_parts(
     assert "Disk <almost> full" in text.get_content()
     assert "Disk &lt;almost&gt; full" in html.get_content()
     assert message["From"] == "prism@example.com"
+
+
+async def test_a_dead_smtp_server_is_dead_lettered_while_slack_is_delivered(
+    api: httpx.AsyncClient, notifier: Runtime, slack: WebhookReceiver, mail: MailReceiver
+) -> None:
+    await enable_both(api, slack)
+    mail.stop()
+
+    sent = (await api.post("/notifications/test", json={"wait_seconds": 15})).json()["data"]
+    history = await _history(api, limit=10)
+
+    outcomes = {r["channel"]: (r["status"], r["reason"]) for r in sent["results"]}
+    assert outcomes["slack"] == ("delivered", None)
+    assert outcomes["email"][0] == "dead_lettered"
+    assert outcomes["email"][1].startswith("SMTP connection failed")
+    assert [e["attempt"] for e in history["entries"] if e["channel"] == "email"] == [3, 2, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from prism_mcp.alerts import fire, resolve
+from prism_mcp.notify.report import summarise
 from prism_mcp.runtime import Runtime
 from tests.notify.conftest import enable_both
 from tests.notify.receivers import MailReceiver, WebhookReceiver, wait_until
@@ -56,4 +57,20 @@ async def test_the_daily_report_reaches_slack_and_email_with_text_and_html(
         "*Alerts (last 24 h)*",
         "*Logs (last 24 h)*",
         "*Security*",
+    ]
+
+
+def test_a_section_from_another_area_is_summarised_one_level_deep() -> None:
+    answer = {
+        "total": 120,
+        "by_level": {"INFO": 100, "ERROR": 20},
+        "top_sources": [{"name": "api"}, {"name": "worker"}],
+        "per_hour": {str(h): {"n": h} for h in range(24)},
+    }
+
+    assert summarise(answer) == [
+        "total: 120",
+        "by level: INFO 100, ERROR 20",
+        "top sources: 2 items",
+        "per hour: 24 entries",
     ]
