@@ -108,7 +108,13 @@ async def notifications_settings(call: Call) -> NotificationSettingsView:
     return _view(await load_settings(call.runtime.store))
 
 
-Flag = Annotated[bool | None, Field(description="Leave out (or null) to keep the current value.")]
+_KEEP = " Leave out (or null) to keep the current value."
+SlackOn = Annotated[bool | None, Field(description="Send alerts and reports to the Slack webhook." + _KEEP)]
+EmailOn = Annotated[bool | None, Field(description="Send alerts and reports by email." + _KEEP)]
+SystemOn = Annotated[bool | None, Field(description="Notify system alerts (CPU, memory, disk, services)." + _KEEP)]
+PerfOn = Annotated[bool | None, Field(description="Notify performance alerts (latency, error rate)." + _KEEP)]
+SecurityOn = Annotated[bool | None, Field(description="Notify security alerts." + _KEEP)]
+ReportsOn = Annotated[bool | None, Field(description="Send the daily report." + _KEEP)]
 
 
 @capability(
@@ -119,7 +125,7 @@ Flag = Annotated[bool | None, Field(description="Leave out (or null) to keep the
 )
 async def notifications_update_settings(
     call: Call,
-    slack_enabled: Flag = None,
+    slack_enabled: SlackOn = None,
     slack_webhook_url: Annotated[
         str | None,
         Field(
@@ -128,15 +134,15 @@ async def notifications_update_settings(
             "empty string removes it.",
         ),
     ] = None,
-    email_enabled: Flag = None,
+    email_enabled: EmailOn = None,
     email_recipients: Annotated[
         list[Annotated[str, Field(max_length=254)]] | None,
         Field(max_length=50, description="Mailbox addresses (name@domain), replacing the current list."),
     ] = None,
-    system_alerts: Flag = None,
-    performance_alerts: Flag = None,
-    security_alerts: Flag = None,
-    daily_reports: Flag = None,
+    system_alerts: SystemOn = None,
+    performance_alerts: PerfOn = None,
+    security_alerts: SecurityOn = None,
+    daily_reports: ReportsOn = None,
     repeat_interval_seconds: Annotated[
         int | None, Field(ge=10, le=604800, description="At most one notification per alert per interval.")
     ] = None,
