@@ -22,7 +22,7 @@ from prism_mcp.notify.ledger import HistoryEntry
 from prism_mcp.notify.report import build_report
 from prism_mcp.notify.settings import NotificationSettings, load_settings, update_settings
 from prism_mcp.notify.urls import mask_webhook_url
-from prism_mcp.outbox import publish
+from prism_mcp.outbox import EventKind, publish
 from prism_mcp.runtime import ComponentStatus, Runtime, health_check
 
 __all__ = ["NotificationHistory", "NotificationSettingsView", "RetryResult", "SettingsUpdate", "TestSend"]
@@ -277,8 +277,8 @@ async def notifications_retry(
     event_ids = []
     for letter in taken:
         payload = {**letter.payload, "channels": [letter.channel], "retry_of": letter.id}
-        kind = letter.kind if letter.kind in ("alert", "report", "test") else "test"
-        event_ids.append(await publish(store, kind, payload))  # type: ignore[arg-type]
+        kind: EventKind = "alert" if letter.kind == "alert" else "report" if letter.kind == "report" else "test"
+        event_ids.append(await publish(store, kind, payload))
     return RetryResult(queued=[letter.id for letter in taken], event_ids=event_ids, missing=missing)
 
 

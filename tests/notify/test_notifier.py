@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -167,6 +168,7 @@ async def test_a_dead_channel_is_dead_lettered_and_a_retry_delivers_it(
     assert retried["queued"] == [dead["dead_letters"][0]["id"]]
     assert (outcome["channel"], outcome["status"]) == ("slack", "delivered")
     assert after["dead_letters"] == []
+    assert "secret0token" not in json.dumps([dead, after])
     assert len(slack.arrivals) == 4
     assert len(mail.messages) == 1
 
