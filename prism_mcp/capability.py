@@ -319,7 +319,9 @@ def _input_error(cap: Capability, exc: ValidationError) -> InvalidInputError:
         return InvalidInputError(loc, "this parameter is required")
     if top in cap.secret_params:
         return InvalidInputError(loc, error["msg"])
-    shown = repr(error.get("input"))
+    # str(), not repr(): the query string delivers every value as text, and the message must read the same
+    # whether the value came from a query string, a JSON body or an MCP call.
+    shown = str(error.get("input")) or "''"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return InvalidInputError(loc, f"{error['msg']} (got {shown})")
