@@ -217,7 +217,7 @@ def capability(
             secret_params,
             title,
         )
-        (target or registry).add(cap)
+        (registry if target is None else target).add(cap)
         return fn
 
     return declare
@@ -301,6 +301,8 @@ def _split_doc(doc: str, name: str) -> tuple[str, str]:
 
 def validate_arguments(cap: Capability, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``arguments`` against the declaration; the first problem becomes an error naming its field."""
+    if not arguments and not cap.params:
+        return {}
     try:
         model = cap.input_model.model_validate(dict(arguments))
     except ValidationError as exc:

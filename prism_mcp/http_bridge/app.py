@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,15 +32,16 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def request_info(runtime: Runtime, request: Request, port: Port = "api") -> RequestInfo:
-    peer = request.client.host if request.client else "unknown"
+    scope = request.scope
+    peer = scope["client"][0] if scope.get("client") else "unknown"
     return RequestInfo(
         port=port,
-        method=request.method,
-        path=request.url.path,
+        method=scope["method"],
+        path=scope["path"],
         client_ip=client_address(runtime, peer, request.headers),
         peer_ip=peer,
         headers=request.headers,
-        query_string=request.url.query,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
     )
 
 
@@ -48,7 +49,7 @@ def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
     if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
         return given
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def _endpoint(runtime: Runtime, keys: KeyRing, cap: Capability) -> Endpoint:
@@ -139,8 +140,36 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+class _Router:
+    """Exact-path dispatch for the capability routes, in front of Starlette for everything else.
+
+    Every capability path is static, so one dictionary lookup replaces a linear scan of route patterns and
+    Starlette's middleware stack on the hot path; unknown paths still reach Starlette's 404 and 405 handling.
+    """
+
+    def __init__(self, table: dict[str, dict[str, Endpoint]], fallback: ASGIApp) -> None:
+        self.table = table
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        methods = self.table.get(scope["path"]) if scope["type"] == "http" else None
+        if methods is None:
+            await self.fallback(scope, receive, send)
+            return
+        endpoint = methods.get(scope["method"])
+        if endpoint is None and scope["method"] == "HEAD":
+            endpoint = methods.get("GET")
+        if endpoint is None:
+            allowed = ", ".join(sorted(methods))
+            error = MethodNotAllowedError(f"{scope['method']} is not allowed on {scope['path']}; use {allowed}")
+            await error_response(error, {"Allow": allowed})(scope, receive, send)
+            return
+        response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
-    """The PRISM-API Starlette app: one route per capability, plus ``/healthz``, ``/metrics/`` and the docs."""
+    """The PRISM-API app: one route per capability, plus ``/healthz``, ``/metrics/`` and the docs."""
     keys = keys or KeyRing(runtime.settings)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
@@ -148,7 +177,10 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
         Route("/openapi.json", _openapi(runtime, keys), methods=["GET"]),
         Route("/docs", _docs, methods=["GET"]),
     ]
-    routes += [Route(cap.path, _endpoint(runtime, keys, cap), methods=[cap.method]) for cap in registry]
+    table: dict[str, dict[str, Endpoint]] = {}
+    for cap in registry:
+        table.setdefault(cap.path, {})[cap.method] = _endpoint(runtime, keys, cap)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.runtime = runtime
-    return _Envelope(app)
+    app.state.capability_routes = table
+    return _Envelope(_Router(table, app))
