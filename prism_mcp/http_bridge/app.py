@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prism_mcp.auth import KeyRing
-from prism_mcp.capability import Capability, invoke, registry
+from prism_mcp.capability import Capability, Registry, invoke, path_regex, registry
 from prism_mcp.errors import MethodNotAllowedError, NotFoundError, PrismError
 from prism_mcp.http_bridge.envelope import error_response, json_response, success_body
 from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address
@@ -147,12 +148,29 @@ class _Router:
     Starlette's middleware stack on the hot path; unknown paths still reach Starlette's 404 and 405 handling.
     """
 
-    def __init__(self, table: dict[str, dict[str, Endpoint]], fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        table: dict[str, dict[str, Endpoint]],
+        templated: list[tuple[re.Pattern[str], dict[str, Endpoint]]],
+        fallback: ASGIApp,
+    ) -> None:
         self.table = table
+        self.templated = templated
         self.fallback = fallback
 
+    def _lookup(self, scope: Scope) -> dict[str, Endpoint] | None:
+        methods = self.table.get(scope["path"])
+        if methods is not None:
+            return methods
+        for pattern, candidates in self.templated:
+            found = pattern.fullmatch(scope["path"])
+            if found is not None:
+                scope["path_params"] = found.groupdict()
+                return candidates
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        methods = self.table.get(scope["path"]) if scope["type"] == "http" else None
+        methods = self._lookup(scope) if scope["type"] == "http" else None
         if methods is None:
             await self.fallback(scope, receive, send)
             return
@@ -168,8 +186,8 @@ class _Router:
         await response(scope, receive, send)
 
 
-def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
-    """The PRISM-API app: one route per capability, plus ``/healthz``, ``/metrics/`` and the docs."""
+def build_api_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry = registry) -> ASGIApp:
+    """The PRISM-API app: one route per capability in ``caps``, plus ``/healthz``, ``/metrics/`` and the docs."""
     keys = keys or KeyRing(runtime.settings)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
@@ -178,9 +196,11 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
         Route("/docs", _docs, methods=["GET"]),
     ]
     table: dict[str, dict[str, Endpoint]] = {}
-    for cap in registry:
-        table.setdefault(cap.path, {})[cap.method] = _endpoint(runtime, keys, cap)
+    by_template: dict[str, dict[str, Endpoint]] = {}
+    for cap in caps:
+        target = by_template if cap.path_params else table
+        target.setdefault(cap.path, {})[cap.method] = _endpoint(runtime, keys, cap)
+    templated = [(path_regex(path), methods) for path, methods in by_template.items()]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.runtime = runtime
-    app.state.capability_routes = table
-    return _Envelope(_Router(table, app))
+    return _Envelope(_Router(table, templated, app))

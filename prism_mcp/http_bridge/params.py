@@ -45,10 +45,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def read_arguments(request: Request, cap: Capability, lists: frozenset[str], limit: int) -> dict[str, Any]:
     """Merge query-string and JSON-body parameters; a parameter given twice with two values is refused."""
-    args: dict[str, Any] = {}
+    args: dict[str, Any] = dict(request.scope.get("path_params") or {})
     if request.scope.get("query_string"):
         query = request.query_params
         for name in query:
+            if name in args:
+                raise InvalidInputError(name, "is part of the path; do not repeat it in the query string")
             args[name] = query.getlist(name) if name in lists else query[name]
     if request.method not in _BODY_METHODS:
         return args
