@@ -169,6 +169,8 @@ def transport_security(runtime: Runtime) -> TransportSecuritySettings:
 class McpGate:
     """ASGI layer in front of the Streamable HTTP app: the gate (guards and key), then the principal.
 
+    ``GET /healthz`` answers without a key, as on the API port, for container health checks.
+
     In stateless mode a ``GET /mcp`` would open an SSE stream on which nothing is ever sent, holding
     connections and shutdown; it is answered 405, as the transport allows.
     """
@@ -182,8 +184,11 @@ class McpGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from prism_mcp.http_bridge.app import request_info
+        from prism_mcp.http_bridge.app import liveness, request_info
 
+        if scope["path"] == "/healthz" and scope["method"] in ("GET", "HEAD"):
+            await liveness(self.runtime)(scope, receive, send)
+            return
         request = Request(scope)
         info = request_info(self.runtime, request, "mcp")
         try:

@@ -93,3 +93,10 @@ async def test_concurrent_calls_under_two_keys_keep_their_own_principal(mcp_url:
     admin, reader = await asyncio.gather(audit_as(ADMIN_KEY), audit_as(READ_KEY))
     assert admin == [False] * 10
     assert reader == [True] * 10
+
+
+async def test_mcp_port_answers_liveness_without_a_key(mcp_url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(mcp_url.removesuffix("/mcp") + "/healthz")
+    assert response.status_code == 200
+    assert response.json()["data"]["status"] == "ok"

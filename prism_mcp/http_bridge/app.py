@@ -24,7 +24,7 @@ from prism_mcp.http_bridge.openapi import openapi_document
 from prism_mcp.http_bridge.params import list_params, read_arguments
 from prism_mcp.runtime import Runtime
 
-__all__ = ["build_api_app", "request_info"]
+__all__ = ["build_api_app", "liveness", "request_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,14 @@ def _endpoint(runtime: Runtime, keys: KeyRing, cap: Capability) -> Endpoint:
     return endpoint
 
 
-async def _healthz(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+def liveness(runtime: Runtime) -> Response:
+    """``GET /healthz`` on every port: the process answers; no key and no Redis round trip."""
     data = {"status": "ok", "version": runtime.version, "uptime_seconds": round(runtime.uptime_seconds, 3)}
     return json_response(success_body(data))
+
+
+async def _healthz(request: Request) -> Response:
+    return liveness(request.app.state.runtime)
 
 
 async def _prometheus(request: Request) -> Response:
