@@ -130,6 +130,20 @@ class Capability:
         return self.resource_uri is not None
 
     @property
+    def path_params(self) -> tuple[str, ...]:
+        """Names of the ``{placeholders}`` in the REST path, each also a declared input."""
+        return tuple(_PLACEHOLDER.findall(self.path))
+
+    def match_uri(self, uri: str) -> dict[str, str] | None:
+        """The inputs a ``prism://`` URI gives this resource, or ``None`` if it is not this resource's."""
+        if self.resource_uri is None:
+            return None
+        if "{" not in self.resource_uri:
+            return {} if uri == self.resource_uri else None
+        found = _template_regex(self.resource_uri).fullmatch(uri)
+        return found.groupdict() if found else None
+
+    @property
     def mutates(self) -> bool:
         return not self.read_only
 
@@ -157,8 +171,13 @@ class Registry:
     def get(self, name: str) -> Capability | None:
         return self._by_name.get(name)
 
-    def by_uri(self, uri: str) -> Capability | None:
-        return next((c for c in self._by_name.values() if c.resource_uri == uri), None)
+    def by_uri(self, uri: str) -> tuple[Capability, dict[str, str]] | None:
+        """The resource a URI names (static or template) and the inputs the URI carries."""
+        for cap in self._by_name.values():
+            found = cap.match_uri(uri)
+            if found is not None:
+                return cap, found
+        return None
 
     def __iter__(self) -> Iterator[Capability]:
         return iter(self._by_name.values())
@@ -174,6 +193,18 @@ registry = Registry()
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{2,63}$")
 _ROUTE = re.compile(r"^(GET|POST|PUT|DELETE|PATCH) (/[a-z0-9_./{}-]*)$")
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    """A regex for a path or URI template: each ``{name}`` matches one segment (no ``/``)."""
+    parts = _PLACEHOLDER.split(template)
+    pattern = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts))
+    return re.compile(pattern)
+
+
+def path_regex(path: str) -> re.Pattern[str]:
+    return _template_regex(path)
 
 
 def capability(
@@ -217,7 +248,7 @@ def capability(
             secret_params,
             title,
         )
-        (target or registry).add(cap)
+        (registry if target is None else target).add(cap)
         return fn
 
     return declare
@@ -254,8 +285,17 @@ def _build(
         if params_hint is None:
             raise TypeError(f"capability {cap_name!r}: parameter {param.name!r} needs a type annotation")
     params = tuple(p.replace(annotation=hints[p.name], kind=p.KEYWORD_ONLY) for p in params)
-    if resource is not None and (params or method != "GET" or not read_only):
-        raise ValueError(f"resource capability {cap_name!r} must be a read-only GET without inputs")
+    names = {p.name for p in params}
+    placeholders = set(_PLACEHOLDER.findall(path))
+    if not placeholders <= names:
+        raise ValueError(f"capability {cap_name!r}: path placeholders {sorted(placeholders - names)} are not inputs")
+    if resource is not None:
+        in_uri = set(_PLACEHOLDER.findall(resource))
+        if method != "GET" or not read_only or in_uri != names or in_uri != placeholders:
+            raise ValueError(
+                f"resource capability {cap_name!r} must be a read-only GET whose only inputs are the "
+                "placeholders of both its path and its URI"
+            )
     if method == "GET" and not read_only:
         raise ValueError(f"capability {cap_name!r}: a GET route must be read-only")
 
@@ -301,6 +341,8 @@ def _split_doc(doc: str, name: str) -> tuple[str, str]:
 
 def validate_arguments(cap: Capability, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``arguments`` against the declaration; the first problem becomes an error naming its field."""
+    if not arguments and not cap.params:
+        return {}
     try:
         model = cap.input_model.model_validate(dict(arguments))
     except ValidationError as exc:
@@ -319,7 +361,9 @@ def _input_error(cap: Capability, exc: ValidationError) -> InvalidInputError:
         return InvalidInputError(loc, "this parameter is required")
     if top in cap.secret_params:
         return InvalidInputError(loc, error["msg"])
-    shown = repr(error.get("input"))
+    # str(), not repr(): the query string delivers every value as text, and the message must read the same
+    # whether the value came from a query string, a JSON body or an MCP call.
+    shown = str(error.get("input")) or "''"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return InvalidInputError(loc, f"{error['msg']} (got {shown})")

@@ -113,11 +113,14 @@ def _banner(opened: Opened, settings: Settings, generated: str | None) -> None:
 
 async def _serve(settings: Settings, services: frozenset[str], stop: asyncio.Event, generated: str | None) -> None:
     async with open_runtime(settings, services) as opened:
-        if len(services) > 1:
-            _banner(opened, settings, generated)
         listeners = _listeners(opened, services)
+
+        def ready() -> None:
+            if len(services) > 1:
+                _banner(opened, settings, generated)
+
         if listeners:
-            await serve_all(listeners, stop)
+            await serve_all(listeners, stop, on_ready=ready)
         else:
             await stop.wait()
 

@@ -9,7 +9,6 @@ goes through :func:`prism_mcp.capability.invoke` with the principal of the beare
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prism_mcp.auth import KeyRing, current_principal
-from prism_mcp.capability import Capability, Principal, invoke, registry, validate_arguments
+from prism_mcp.capability import Capability, Principal, Registry, invoke, registry, validate_arguments
 from prism_mcp.errors import ForbiddenError, InvalidApiKeyError, MethodNotAllowedError, PrismError
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
@@ -74,14 +73,18 @@ def _tool(runtime: Runtime, cap: Capability) -> Callable[..., Awaitable[Any]]:
     return tool
 
 
-def _resource(runtime: Runtime, cap: Capability) -> Callable[[], Awaitable[str]]:
-    async def read() -> str:
+def _resource(runtime: Runtime, cap: Capability) -> Callable[..., Awaitable[str]]:
+    async def read(**arguments: str) -> str:
         try:
-            result = await invoke(runtime, cap, _principal(), {}, surface="mcp")
+            result = await invoke(runtime, cap, _principal(), arguments, surface="mcp")
         except PrismError as exc:
             raise ResourceError(exc.message) from exc
         return result.model_dump_json()
 
+    # A template resource (prism://runbooks/{runbook_id}) receives its URI's placeholders as arguments.
+    params = [p.replace(annotation=str, default=inspect.Parameter.empty) for p in cap.params]
+    read.__signature__ = inspect.Signature(params, return_annotation=str)  # type: ignore[attr-defined]
+    read.__annotations__ = {p.name: str for p in params} | {"return": str}
     read.__name__ = cap.name
     return read
 
@@ -103,10 +106,13 @@ class _ValidateFirst:
     it here first gives an MCP caller the same short message, naming the field, that REST gives.
     """
 
+    def __init__(self, caps: Registry) -> None:
+        self.caps = caps
+
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call" or not ctx.params:
             return await call_next(ctx)
-        cap = registry.get(str(ctx.params.get("name", "")))
+        cap = self.caps.get(str(ctx.params.get("name", "")))
         if cap is None or cap.is_resource:
             return await call_next(ctx)
         try:
@@ -121,17 +127,17 @@ class _ValidateFirst:
         return await call_next(ctx)
 
 
-def build_mcp_server(runtime: Runtime) -> MCPServer:
-    """An MCP server with one tool or resource per capability."""
+def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
+    """An MCP server with one tool or resource per capability in ``caps``."""
     server = MCPServer(
         name="prism",
         title="PRISM operations server",
         instructions=INSTRUCTIONS,
         version=runtime.version,
         log_level=runtime.settings.log_level,  # type: ignore[arg-type]
-        middleware=[_ValidateFirst()],
+        middleware=[_ValidateFirst(caps)],
     )
-    for cap in registry:
+    for cap in caps:
         if cap.is_resource:
             server.resource(
                 cap.resource_uri or "",
@@ -163,6 +169,8 @@ def transport_security(runtime: Runtime) -> TransportSecuritySettings:
 class McpGate:
     """ASGI layer in front of the Streamable HTTP app: the gate (guards and key), then the principal.
 
+    ``GET /healthz`` answers without a key, as on the API port, for container health checks.
+
     In stateless mode a ``GET /mcp`` would open an SSE stream on which nothing is ever sent, holding
     connections and shutdown; it is answered 405, as the transport allows.
     """
@@ -176,8 +184,11 @@ class McpGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from prism_mcp.http_bridge.app import request_info
+        from prism_mcp.http_bridge.app import liveness, request_info
 
+        if scope["path"] == "/healthz" and scope["method"] in ("GET", "HEAD"):
+            await liveness(self.runtime)(scope, receive, send)
+            return
         request = Request(scope)
         info = request_info(self.runtime, request, "mcp")
         try:
@@ -212,9 +223,9 @@ class McpGate:
         return sender
 
 
-def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
+def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry = registry) -> ASGIApp:
     """The PRISM-MCP ASGI app: Streamable HTTP at ``/mcp``, stateless, JSON answers, behind the gate."""
-    server = build_mcp_server(runtime)
+    server = build_mcp_server(runtime, caps)
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
@@ -223,8 +234,3 @@ def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
         max_request_body_size=runtime.settings.max_body_bytes,
     )
     return McpGate(app, runtime, keys or KeyRing(runtime.settings))
-
-
-def dump_listing(server: MCPServer) -> str:
-    """The tools and resources listing as JSON, for size checks and docs."""
-    return json.dumps({"server": server.name})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import uvicorn
@@ -64,13 +64,18 @@ async def start_server(listener: Listener) -> tuple[QuietServer, asyncio.Task[No
     return server, task
 
 
-async def serve_all(listeners: list[Listener], stop: asyncio.Event) -> None:
-    """Serve every listener until ``stop`` is set or one of them fails, then shut all of them down."""
+async def serve_all(listeners: list[Listener], stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve every listener until ``stop`` is set or one of them fails, then shut all of them down.
+
+    ``on_ready`` is called once every listener accepts connections.
+    """
     started: list[tuple[QuietServer, asyncio.Task[None]]] = []
     try:
         for listener in listeners:
             started.append(await start_server(listener))
             logger.info("listening", extra={"service": listener.name, "port": listener.port})
+        if on_ready is not None:
+            on_ready()
         waiters = [asyncio.create_task(stop.wait())] + [task for _, task in started]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         waiters[0].cancel()

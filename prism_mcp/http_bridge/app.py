@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
+import re
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prism_mcp.auth import KeyRing
-from prism_mcp.capability import Capability, invoke, registry
+from prism_mcp.capability import Capability, Registry, invoke, path_regex, registry
 from prism_mcp.errors import MethodNotAllowedError, NotFoundError, PrismError
 from prism_mcp.http_bridge.envelope import error_response, json_response, success_body
 from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address
@@ -23,7 +24,7 @@ from prism_mcp.http_bridge.openapi import openapi_document
 from prism_mcp.http_bridge.params import list_params, read_arguments
 from prism_mcp.runtime import Runtime
 
-__all__ = ["build_api_app", "request_info"]
+__all__ = ["build_api_app", "liveness", "request_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,16 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def request_info(runtime: Runtime, request: Request, port: Port = "api") -> RequestInfo:
-    peer = request.client.host if request.client else "unknown"
+    scope = request.scope
+    peer = scope["client"][0] if scope.get("client") else "unknown"
     return RequestInfo(
         port=port,
-        method=request.method,
-        path=request.url.path,
+        method=scope["method"],
+        path=scope["path"],
         client_ip=client_address(runtime, peer, request.headers),
         peer_ip=peer,
         headers=request.headers,
-        query_string=request.url.query,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
     )
 
 
@@ -48,7 +50,7 @@ def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
     if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
         return given
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def _endpoint(runtime: Runtime, keys: KeyRing, cap: Capability) -> Endpoint:
@@ -71,10 +73,14 @@ def _endpoint(runtime: Runtime, keys: KeyRing, cap: Capability) -> Endpoint:
     return endpoint
 
 
-async def _healthz(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+def liveness(runtime: Runtime) -> Response:
+    """``GET /healthz`` on every port: the process answers; no key and no Redis round trip."""
     data = {"status": "ok", "version": runtime.version, "uptime_seconds": round(runtime.uptime_seconds, 3)}
     return json_response(success_body(data))
+
+
+async def _healthz(request: Request) -> Response:
+    return liveness(request.app.state.runtime)
 
 
 async def _prometheus(request: Request) -> Response:
@@ -139,8 +145,53 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
-    """The PRISM-API Starlette app: one route per capability, plus ``/healthz``, ``/metrics/`` and the docs."""
+class _Router:
+    """Exact-path dispatch for the capability routes, in front of Starlette for everything else.
+
+    Every capability path is static, so one dictionary lookup replaces a linear scan of route patterns and
+    Starlette's middleware stack on the hot path; unknown paths still reach Starlette's 404 and 405 handling.
+    """
+
+    def __init__(
+        self,
+        table: dict[str, dict[str, Endpoint]],
+        templated: list[tuple[re.Pattern[str], dict[str, Endpoint]]],
+        fallback: ASGIApp,
+    ) -> None:
+        self.table = table
+        self.templated = templated
+        self.fallback = fallback
+
+    def _lookup(self, scope: Scope) -> dict[str, Endpoint] | None:
+        methods = self.table.get(scope["path"])
+        if methods is not None:
+            return methods
+        for pattern, candidates in self.templated:
+            found = pattern.fullmatch(scope["path"])
+            if found is not None:
+                scope["path_params"] = found.groupdict()
+                return candidates
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        methods = self._lookup(scope) if scope["type"] == "http" else None
+        if methods is None:
+            await self.fallback(scope, receive, send)
+            return
+        endpoint = methods.get(scope["method"])
+        if endpoint is None and scope["method"] == "HEAD":
+            endpoint = methods.get("GET")
+        if endpoint is None:
+            allowed = ", ".join(sorted(methods))
+            error = MethodNotAllowedError(f"{scope['method']} is not allowed on {scope['path']}; use {allowed}")
+            await error_response(error, {"Allow": allowed})(scope, receive, send)
+            return
+        response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def build_api_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry = registry) -> ASGIApp:
+    """The PRISM-API app: one route per capability in ``caps``, plus ``/healthz``, ``/metrics/`` and the docs."""
     keys = keys or KeyRing(runtime.settings)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
@@ -148,7 +199,12 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
         Route("/openapi.json", _openapi(runtime, keys), methods=["GET"]),
         Route("/docs", _docs, methods=["GET"]),
     ]
-    routes += [Route(cap.path, _endpoint(runtime, keys, cap), methods=[cap.method]) for cap in registry]
+    table: dict[str, dict[str, Endpoint]] = {}
+    by_template: dict[str, dict[str, Endpoint]] = {}
+    for cap in caps:
+        target = by_template if cap.path_params else table
+        target.setdefault(cap.path, {})[cap.method] = _endpoint(runtime, keys, cap)
+    templated = [(path_regex(path), methods) for path, methods in by_template.items()]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.runtime = runtime
-    return _Envelope(app)
+    return _Envelope(_Router(table, templated, app))

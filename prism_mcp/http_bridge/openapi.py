@@ -52,12 +52,13 @@ def _envelope(ref: str) -> dict[str, Any]:
 def _parameters(cap: Capability, schema: dict[str, Any]) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
     params = []
+    in_path = set(cap.path_params)
     for name, prop in schema.get("properties", {}).items():
         params.append(
             {
                 "name": name,
-                "in": "query",
-                "required": name in required,
+                "in": "path" if name in in_path else "query",
+                "required": name in required or name in in_path,
                 "description": prop.get("description", ""),
                 "schema": {k: v for k, v in prop.items() if k != "title"},
             }

@@ -45,10 +45,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def read_arguments(request: Request, cap: Capability, lists: frozenset[str], limit: int) -> dict[str, Any]:
     """Merge query-string and JSON-body parameters; a parameter given twice with two values is refused."""
-    query = request.query_params
-    args: dict[str, Any] = {}
-    for name in query:
-        args[name] = query.getlist(name) if name in lists else query[name]
+    args: dict[str, Any] = dict(request.scope.get("path_params") or {})
+    if request.scope.get("query_string"):
+        query = request.query_params
+        for name in query:
+            if name in args:
+                raise InvalidInputError(name, "is part of the path; do not repeat it in the query string")
+            args[name] = query.getlist(name) if name in lists else query[name]
     if request.method not in _BODY_METHODS:
         return args
     raw = await _read_body(request, limit)

@@ -24,7 +24,7 @@ async def read_resource(
         str,
         Field(
             description="A prism:// resource URI, for example prism://monitoring/health.",
-            pattern=r"^prism://[a-z0-9/_-]{1,120}$",
+            pattern=r"^prism://[a-z0-9/_.-]{1,120}$",
         ),
     ],
 ) -> ResourceContent:
@@ -33,9 +33,12 @@ async def read_resource(
     The resources are listed by `resources/list`; each is also a REST GET route. Unknown URIs are refused
     with the list of known ones.
     """
-    target = registry.by_uri(uri)
-    if target is None:
+    found = registry.by_uri(uri)
+    if found is None:
         known = ", ".join(c.resource_uri or "" for c in registry if c.is_resource)
         raise NotFoundError(f"no resource {uri!r}; known resources: {known}")
-    result = await invoke(call.runtime, target, call.principal, {}, surface=call.surface, request_id=call.request_id)
+    target, arguments = found
+    result = await invoke(
+        call.runtime, target, call.principal, arguments, surface=call.surface, request_id=call.request_id
+    )
     return ResourceContent(uri=uri, data=result.model_dump(mode="json"))

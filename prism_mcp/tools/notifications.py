@@ -24,6 +24,7 @@ from prism_mcp.notify.settings import NotificationSettings, load_settings, updat
 from prism_mcp.notify.urls import mask_webhook_url
 from prism_mcp.outbox import EventKind, publish
 from prism_mcp.runtime import ComponentStatus, Runtime, health_check
+from prism_mcp.store.connection import CONNECTION_ERRORS
 
 __all__ = ["NotificationHistory", "NotificationSettingsView", "RetryResult", "SettingsUpdate", "TestSend"]
 
@@ -311,13 +312,17 @@ async def notifications_send_daily_report(
 @health_check("notifier")
 async def _notifier_health(runtime: Runtime) -> ComponentStatus | None:
     store = runtime.store
-    settings = await load_settings(store)
-    letters = await store.redis.hlen(store.key("notifications", "dead"))
+    try:
+        settings = await load_settings(store)
+        letters = await store.redis.hlen(store.key("notifications", "dead"))
+        seen = await store.redis.zrangebyscore(
+            _notifier.heartbeat_key(runtime), time.time() - HEARTBEAT_FRESH_SECONDS, "+inf"
+        )
+    except CONNECTION_ERRORS:
+        # The redis component already says "Redis connection failed"; nothing can be known about notifiers.
+        return None
     if not settings.enabled_channels() and not letters:
         return None
-    seen = await store.redis.zrangebyscore(
-        _notifier.heartbeat_key(runtime), time.time() - HEARTBEAT_FRESH_SECONDS, "+inf"
-    )
     details = {"notifiers": len(seen), "dead_letters": letters, "channels": settings.enabled_channels()}
     if not seen:
         reason = "no notifier has run in the last 30 s; start `prism notifier` (or `prism up`)"
