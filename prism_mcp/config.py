@@ -76,7 +76,28 @@ class Settings(BaseSettings):
     notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
 
-    @field_validator("operator_keys", "read_keys", "allowed_hosts", "allowed_origins", mode="before")
+    # notifications: the SMTP relay for email, the webhook hosts admitted beside hooks.slack.com, and the
+    # delivery policy of PRISM-NOTIFIER (tries before a dead letter, backoff, how long a dead notifier's
+    # pending deliveries wait before a live one claims them).
+    smtp_host: str | None = Field(default=None, alias="SMTP_HOST", max_length=253)
+    smtp_port: Port = Field(default=587, alias="SMTP_PORT")
+    smtp_username: str | None = Field(default=None, alias="SMTP_USERNAME", max_length=254)
+    smtp_password: SecretStr | None = Field(default=None, alias="SMTP_PASSWORD")
+    smtp_from: str = Field(default="prism@localhost", alias="SMTP_FROM", min_length=3, max_length=254)
+    smtp_starttls: bool = Field(default=True, alias="SMTP_STARTTLS")
+    webhook_allowed_hosts: CsvList = Field(default_factory=list, alias="PRISM_WEBHOOK_ALLOWED_HOSTS")
+    notify_max_tries: int = Field(default=5, alias="PRISM_NOTIFY_MAX_TRIES", ge=1, le=20)
+    notify_backoff_seconds: float = Field(default=1.0, alias="PRISM_NOTIFY_BACKOFF_SECONDS", ge=0.01, le=60)
+    notify_backoff_max_seconds: float = Field(default=60.0, alias="PRISM_NOTIFY_BACKOFF_MAX_SECONDS", ge=0.1, le=3600)
+    notify_retry_after_max_seconds: float = Field(
+        default=300.0, alias="PRISM_NOTIFY_RETRY_AFTER_MAX_SECONDS", ge=1, le=3600
+    )
+    notify_timeout_seconds: float = Field(default=10.0, alias="PRISM_NOTIFY_TIMEOUT_SECONDS", ge=0.5, le=120)
+    notify_claim_idle_seconds: float = Field(default=60.0, alias="PRISM_NOTIFY_CLAIM_IDLE_SECONDS", ge=0.5, le=3600)
+
+    @field_validator(
+        "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -113,7 +134,9 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-_SECRET_FIELDS = frozenset({"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key"})
+_SECRET_FIELDS = frozenset(
+    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password"}
+)
 
 
 def _variable_name(field: str) -> str:
