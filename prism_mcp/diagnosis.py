@@ -26,6 +26,7 @@ from prism_mcp.config import Settings
 from prism_mcp.errors import InvalidInputError, PrismError
 from prism_mcp.llm import LlmFailure, ModelDiagnosis, ask_for_diagnosis
 from prism_mcp.resources.runbook import Runbook, load_runbooks, match_symptom
+from prism_mcp.schema import LEAN
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -52,6 +53,8 @@ SOURCES: tuple[tuple[str, dict[str, Any]], ...] = (
 
 
 class RecommendedCall(BaseModel):
+    model_config = LEAN
+
     capability: str
     arguments: dict[str, Any] = {}
     reason: str
@@ -59,6 +62,8 @@ class RecommendedCall(BaseModel):
 
 
 class Finding(BaseModel):
+    model_config = LEAN
+
     runbook_id: str = Field(description="Read the runbook at prism://runbooks/{runbook_id}.")
     title: str
     severity: Severity
@@ -68,6 +73,8 @@ class Finding(BaseModel):
 
 
 class RankedCause(BaseModel):
+    model_config = LEAN
+
     rank: int
     cause: str
     runbook_id: str | None
@@ -77,11 +84,15 @@ class RankedCause(BaseModel):
 
 
 class RejectedCall(BaseModel):
+    model_config = LEAN
+
     capability: str
     reason: str
 
 
 class Diagnosis(BaseModel):
+    model_config = LEAN
+
     status: Status = Field(description="The worse of the overall health and the findings.")
     summary: str
     findings: list[Finding] = Field(description="Rule-based findings, the most severe first.")
@@ -367,6 +378,8 @@ def _check_call(name: str, arguments_json: str) -> tuple[str | None, dict[str, A
 
 
 class _LlmPart(BaseModel):
+    model_config = LEAN
+
     causes: list[RankedCause]
     rejected: list[RejectedCall]
 

@@ -11,6 +11,8 @@ import json
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from prism_mcp.alerts import Alert, alert_id, get_alert
@@ -103,4 +105,6 @@ async def _find_alert(runtime: Runtime, ref: str) -> Alert:
         found = await get_alert(runtime.store, aid)
         if found is not None:
             return found
-    raise ValueError(f"no alert with id or fingerprint {ref!r}; list alerts with alerts_list (GET /monitoring/alerts)")
+    # An MCPError reaches the client with its message; any other exception becomes "Error rendering prompt".
+    message = f"no alert with id or fingerprint {ref!r}; list alerts with alerts_list (GET /monitoring/alerts)"
+    raise MCPError(INVALID_PARAMS, message)
