@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from prism_mcp import alerts
 from prism_mcp.config import Settings
 from tests.agentic_fakes import DATABASE_ID, NOTION_KEY, FakeNotion, prism, serve
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -163,3 +164,18 @@ async def poll(read: Callable[[], Awaitable[object]], done: Callable[[object], b
             raise AssertionError(f"no change within {seconds:g} s")
         await asyncio.sleep(0.05)
     return value
+
+
+async def test_an_unreachable_notion_is_a_notion_api_error_saying_where_it_looked(settings: Settings) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    options = {"notion_api_key": SecretStr(NOTION_KEY), "notion_database_id": DATABASE_ID, "notion_base_url": nowhere}
+    async with prism(settings, **options) as (_, api):
+        sync = await api.post("/integrations/notion/sync")
+        health = (await api.get("/healthz/detailed")).json()["data"]
+    component = next(c for c in health["components"] if c["name"] == "notion")
+    assert sync.status_code == 502
+    assert sync.json()["error"]["message"] == (
+        f"Notion API error: cannot reach {nowhere} (ConnectError); check NOTION_BASE_URL and the network"
+    )
+    assert component["status"] == "degraded"
+    assert "cannot reach" in component["reason"]

@@ -12,9 +12,11 @@ from pydantic import SecretStr
 from prism_mcp import alerts
 from prism_mcp.config import Settings
 from prism_mcp.diagnosis import SOURCES
+from prism_mcp.runtime import Runtime
 from prism_mcp.store import Store
 from tests.agentic_fakes import MODEL, OPENAI_KEY, FakeOpenAI, prism, serve
-from tests.conftest import READ_KEY
+from tests.conftest import ADMIN_KEY, READ_KEY
+from tests.mcp_client import mcp_client
 
 
 @pytest.fixture
@@ -178,3 +180,14 @@ async def test_use_llm_false_skips_the_model_and_a_read_key_may_not_diagnose(
     assert model.completions == []
     assert refused.status_code == 403
     assert "needs the operate scope" in refused.json()["error"]["message"]
+
+
+async def test_an_mcp_client_gets_the_diagnosis_as_structured_content(runtime: Runtime, mcp_url: str) -> None:
+    await fire_cpu(runtime.store)
+    async with mcp_client(mcp_url, ADMIN_KEY) as client:
+        result = await client.call_tool("ops_diagnose", {"symptom": "Rate limit exceeded on every call"})
+        refused = await client.call_tool("ops_diagnose", {"symptom": "x" * 501})
+    assert result.structured_content is not None
+    assert {f["runbook_id"] for f in result.structured_content["findings"]} >= {"high-cpu", "rate-limit-exceeded"}
+    assert refused.is_error is True
+    assert "symptom" in refused.content[0].text  # type: ignore[union-attr]
