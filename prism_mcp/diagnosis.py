@@ -11,6 +11,7 @@ validate. Nothing here runs a recommendation: a diagnosis only reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,10 +24,11 @@ from pydantic import BaseModel, Field
 from prism_mcp.alerts import Alert, list_alerts
 from prism_mcp.capability import Call, invoke, registry, validate_arguments
 from prism_mcp.config import Settings
-from prism_mcp.errors import InvalidInputError, PrismError
+from prism_mcp.errors import InvalidInputError, PrismError, RedisUnavailableError
 from prism_mcp.llm import LlmFailure, ModelDiagnosis, ask_for_diagnosis
 from prism_mcp.resources.runbook import Runbook, load_runbooks, match_symptom
 from prism_mcp.schema import LEAN
+from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -147,8 +149,8 @@ async def gather_evidence(call: Call) -> Evidence:
     await asyncio.gather(*(read(*item) for item in present))
     try:
         evidence.alerts = await list_alerts(call.runtime.store, status="firing", limit=50)
-    except PrismError as exc:
-        evidence.skipped.append(f"alerts: {exc.message}")
+    except CONNECTION_ERRORS:
+        evidence.skipped.append(f"alerts: {RedisUnavailableError.default_message}")
     return evidence
 
 
@@ -389,7 +391,7 @@ async def _ask_model(
 ) -> tuple[LlmStatus, str | None, _LlmPart | None]:
     settings, store = call.runtime.settings, call.runtime.store
     key = store.key("diagnose", "llm", cache_signature(settings, evidence, findings, symptom))
-    cached = await store.redis.get(key)
+    cached = await _cache_get(store, key)
     if cached:
         return "cached", None, _LlmPart.model_validate_json(cached)
     try:
@@ -405,8 +407,18 @@ async def _ask_model(
     causes, rejected = validate_model_answer(answer)
     part = _LlmPart(causes=causes, rejected=rejected)
     if settings.openai_cache_ttl:
-        await store.redis.set(key, part.model_dump_json(), ex=settings.openai_cache_ttl)
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await store.redis.set(key, part.model_dump_json(), ex=settings.openai_cache_ttl)
     return "ok", None, part
+
+
+async def _cache_get(store: Store, key: str) -> str | None:
+    # Without Redis the diagnosis still answers (it is how an operator learns Redis is down): no cache, then.
+    try:
+        found: str | None = await store.redis.get(key)
+    except CONNECTION_ERRORS:
+        return None
+    return found
 
 
 async def diagnose(call: Call, symptom: str | None, use_llm: bool) -> Diagnosis:
