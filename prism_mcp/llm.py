@@ -103,8 +103,8 @@ async def ask_for_diagnosis(settings: Settings, system: str, user: str) -> Model
                 "type": "json_schema",
                 "json_schema": {"name": "prism_diagnosis", "strict": True, "schema": DIAGNOSIS_SCHEMA},
             },
+            # No temperature: reasoning models accept only their default and refuse the call otherwise.
             max_completion_tokens=settings.openai_max_tokens,
-            temperature=0,
         )
     except openai.OpenAIError as exc:
         status, reason = openai_reason(exc)

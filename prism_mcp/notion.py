@@ -49,6 +49,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LOCK_MS = 120_000
+# A sync stops writing after this long, well inside the lock, so that a second worker never starts while the
+# first still writes; what is left goes in the next sync.
+SYNC_BUDGET_SECONDS = 90.0
 MAX_ALERTS = 500
 _DATA_SOURCE_TTL = 3600
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -60,6 +63,7 @@ class NotionSyncResult(BaseModel):
     created: int = Field(description="Pages created by this sync.")
     updated: int = Field(description="Pages updated (an alert resolved or changed severity).")
     unchanged: int = Field(description="Alerts whose page was already up to date.")
+    remaining: int = Field(description="Alerts left for the next sync (this one ran out of time).")
     daily_report_page: str | None = Field(description="Page id of yesterday's daily report, when one was written.")
     synced_at: datetime
 
@@ -262,12 +266,8 @@ async def sync_journal(
             journal = _Journal(client, store, settings.notion_database_id)
             await journal.open()
             alerts = await list_alerts(store, limit=MAX_ALERTS)
-            for alert in reversed(alerts):
-                signature = f"{alert.status}:{alert.severity}"
-                counts[
-                    await journal.upsert(alert.fingerprint, signature, alert_properties(alert), _alert_body(alert))
-                ] += 1
-            if daily_report:
+            remaining = await _write_alerts(journal, alerts, counts)
+            if daily_report and not remaining:
                 report_page = await _write_report(journal, alerts)
         except NOTION_ERRORS as exc:
             reason = notion_reason(exc, settings.notion_base_url)
@@ -276,10 +276,21 @@ async def sync_journal(
             raise NotionApiError(f"Notion API error: {reason}") from exc
         finally:
             await client.aclose()
-    result = NotionSyncResult(**counts, daily_report_page=report_page, synced_at=datetime.now(UTC))
+    result = NotionSyncResult(**counts, remaining=remaining, daily_report_page=report_page, synced_at=datetime.now(UTC))
     await _record(store, error=None, result=result)
     logger.info("notion_synced", extra=_log_counts(counts))
     return result
+
+
+async def _write_alerts(journal: _Journal, alerts: list[Alert], counts: dict[str, int]) -> int:
+    """Upsert the alerts' pages oldest first, counting outcomes; returns how many were left for lack of time."""
+    deadline = time.monotonic() + SYNC_BUDGET_SECONDS
+    for done, alert in enumerate(reversed(alerts)):
+        if time.monotonic() > deadline:
+            return len(alerts) - done
+        signature = f"{alert.status}:{alert.severity}"
+        counts[await journal.upsert(alert.fingerprint, signature, alert_properties(alert), _alert_body(alert))] += 1
+    return 0
 
 
 def _log_counts(counts: dict[str, int]) -> dict[str, int]:

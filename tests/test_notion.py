@@ -60,6 +60,7 @@ async def test_an_alert_page_is_created_once_and_updated_when_it_resolves(
 
     pages = notion.by_fingerprint("threshold:cpu")
     assert (first["created"], rerun["created"], rerun["unchanged"], resolved["updated"]) == (1, 0, 1, 1)
+    assert first["remaining"] == 0
     assert len(pages) == 1
     assert pages[0]["properties"]["Status"] == {"select": {"name": "resolved"}}
     assert pages[0]["parent"] == {"type": "data_source_id", "data_source_id": notion.data_source}
