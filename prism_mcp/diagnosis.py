@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from prism_mcp.alerts import Alert, list_alerts
-from prism_mcp.capability import Call, invoke, registry, validate_arguments
+from prism_mcp.capability import Call, Capability, invoke, registry, validate_arguments
 from prism_mcp.config import Settings
 from prism_mcp.errors import InvalidInputError, PrismError, RedisUnavailableError
 from prism_mcp.llm import LlmFailure, ModelDiagnosis, ask_for_diagnosis
@@ -124,7 +124,7 @@ class _Hit:
 async def gather_evidence(call: Call) -> Evidence:
     """Read every source present in the registry concurrently, each bounded in time."""
     evidence = Evidence()
-    present = []
+    present: list[tuple[str, Capability, dict[str, Any]]] = []
     for name, arguments in SOURCES:
         cap = registry.get(name)
         if cap is None:
@@ -132,7 +132,7 @@ async def gather_evidence(call: Call) -> Evidence:
             continue
         present.append((name, cap, {k: v for k, v in arguments.items() if k in cap.param_names}))
 
-    async def read(name: str, cap: Any, arguments: dict[str, Any]) -> None:
+    async def read(name: str, cap: Capability, arguments: dict[str, Any]) -> None:
         try:
             result = await asyncio.wait_for(
                 invoke(call.runtime, cap, call.principal, arguments, surface=call.surface, request_id=call.request_id),
@@ -160,9 +160,8 @@ def _component_hits(evidence: Evidence) -> Iterable[_Hit]:
         book = by_component.get(component.get("name", ""))
         if book and component.get("status") != "healthy":
             severity: Severity = "critical" if component["status"] == "unhealthy" else "warning"
-            yield _Hit(
-                book, severity, f"health_detailed: {component['name']} {component['status']}: {component.get('reason')}"
-            )
+            line = f"health_detailed: {component['name']} {component['status']}: {component.get('reason')}"
+            yield _Hit(book, severity, line)
 
 
 def _threshold_hits(evidence: Evidence) -> Iterable[_Hit]:
