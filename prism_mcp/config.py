@@ -95,12 +95,30 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=10.0, alias="PRISM_NOTIFY_TIMEOUT_SECONDS", ge=0.5, le=120)
     notify_claim_idle_seconds: float = Field(default=60.0, alias="PRISM_NOTIFY_CLAIM_IDLE_SECONDS", ge=0.5, le=3600)
 
+    # agentic: the Notion ops journal, the diagnosis model, and the health of both
+    notion_database_id: str | None = Field(default=None, alias="NOTION_DATABASE_ID", pattern=r"^[0-9a-fA-F-]{32,36}$")
+    notion_base_url: str = Field(default="https://api.notion.com", alias="NOTION_BASE_URL", pattern=r"^https?://")
+    notion_requests_per_second: float = Field(default=3.0, alias="NOTION_REQUESTS_PER_SECOND", gt=0, le=100)
+    notion_timeout: float = Field(default=10.0, alias="NOTION_TIMEOUT", gt=0, le=120)
+    notion_sync_interval: float = Field(default=60.0, alias="NOTION_SYNC_INTERVAL", ge=1, le=86400)
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL", pattern=r"^https?://")
+    openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL", min_length=1, max_length=200)
+    openai_timeout: float = Field(default=20.0, alias="OPENAI_TIMEOUT", gt=0, le=300)
+    openai_max_tokens: int = Field(default=800, alias="OPENAI_MAX_TOKENS", ge=64, le=16384)
+    openai_cache_ttl: int = Field(default=300, alias="OPENAI_CACHE_TTL", ge=0, le=86400)
+    integration_health_ttl: float = Field(default=60.0, alias="PRISM_INTEGRATION_HEALTH_TTL", ge=0, le=3600)
+
     @field_validator(
         "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
     )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("notion_database_id", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("redis_url")
     @classmethod

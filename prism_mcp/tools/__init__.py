@@ -13,6 +13,8 @@ AREAS: tuple[str, ...] = (
     "prism_mcp.tools.notifications",
     "prism_mcp.tools.audit",
     "prism_mcp.resources.reader",
+    "prism_mcp.resources.runbook",
+    "prism_mcp.tools.agentic",
 )
 
 
