@@ -1,7 +1,7 @@
 """Logical backups of PRISM's keys, restorable into any Redis or Valkey, with the embedded server's RDB beside.
 
-A backup is ``<data dir>/backups/prism-<UTC time>-<tag>.jsonl.gz``: gzip of JSON lines, a header first, then one
-line per key, named relative to the prefix, with its type, remaining TTL and value (strings, hashes, lists,
+A backup is ``<data dir>/backups/prism-<UTC time to the microsecond>.jsonl.gz``: gzip of JSON lines, a header
+first, then one line per key, named relative to the prefix, with its type, remaining TTL and value (strings, hashes, lists,
 sets, sorted sets and streams with their consumer groups). ``DUMP`` payloads are not used: their format differs
 between Redis and Valkey versions, and a JSON line can be restored anywhere and read by a person.
 ``<file>.sha256`` beside it is in ``sha256sum`` format (``sha256sum -c`` checks it). Keys are read one by one
@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -161,7 +160,8 @@ class Written:
 async def write_backup(store: Store, directory: Path, progress: Progress | None = None) -> Written:
     """Write every PRISM key to a new checksummed backup file in ``directory``."""
     created = datetime.now(UTC)
-    name = f"prism-{created:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}{SUFFIX}"
+    # Names sort by time (retention keeps the newest by name), down to the microsecond.
+    name = f"prism-{created:%Y%m%d-%H%M%S-%f}{SUFFIX}"
     async with _bytes_client(store) as client:
         keys = await _prism_keys(client, store.prefix)
         records: list[dict[str, Any]] = []

@@ -170,9 +170,7 @@ async def test_a_failing_job_is_retried_and_recorded_while_other_jobs_run(worker
     assert len(await _alive_workers(store)) == 2
 
 
-async def test_killing_a_worker_mid_job_leaves_the_other_running_the_next_ticks(
-    workers: Workers, store: Store
-) -> None:
+async def test_killing_a_worker_mid_job_leaves_the_other_running_the_next_ticks(workers: Workers, store: Store) -> None:
     await eventually(lambda: _both_alive(store), 30, "both workers' heartbeats")
     queue = open_queue(store)
     try:
