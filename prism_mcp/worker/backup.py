@@ -1,9 +1,9 @@
 """Logical backups of PRISM's keys, restorable into any Redis or Valkey, with the embedded server's RDB beside.
 
 A backup is ``<data dir>/backups/prism-<UTC time to the microsecond>.jsonl.gz``: gzip of JSON lines, a header
-first, then one line per key, named relative to the prefix, with its type, remaining TTL and value (strings, hashes, lists,
-sets, sorted sets and streams with their consumer groups). ``DUMP`` payloads are not used: their format differs
-between Redis and Valkey versions, and a JSON line can be restored anywhere and read by a person.
+first, then one line per key, named relative to the prefix, with its type, remaining TTL and value (strings,
+hashes, lists, sets, sorted sets and streams with their consumer groups). ``DUMP`` payloads are not used: their
+format differs between Redis and Valkey versions, and a JSON line can be restored anywhere and read by a person.
 ``<file>.sha256`` beside it is in ``sha256sum`` format (``sha256sum -c`` checks it). Keys are read one by one
 with SCAN, so the backup is per key consistent, not a point-in-time image; with the embedded Valkey the RDB
 file written by ``BGSAVE`` is copied beside it as that image (the guide's ``docker cp``).

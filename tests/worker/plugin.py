@@ -18,8 +18,8 @@ class Paused(BaseModel):
     seconds: float
 
 
-@capability("POST /testing/pause", scope=Scope.OPERATE)
-async def testing_pause(
+@capability("POST /testing/slow-probe", scope=Scope.OPERATE)
+async def slow_probe(
     call: Call, seconds: Annotated[float, Field(ge=0, le=60, description="How long to pause.")] = 1.0
 ) -> Paused:
     """Pause for a while, then answer; exists only in test worker processes."""

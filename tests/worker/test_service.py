@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS = {
     "probe": {"capability": "health_detailed", "cron": "* * * * * *"},
     "broken": {"capability": "read_resource", "cron": "* * * * * */5", "arguments": {"uri": "prism://no/such/thing"}},
-    "pause": {"capability": "testing_pause", "cron": None, "arguments": {"seconds": 6}},
+    "pause": {"capability": "slow_probe", "cron": None, "arguments": {"seconds": 6}},
 }
 T = TypeVar("T")
 
@@ -175,7 +175,7 @@ async def test_killing_a_worker_mid_job_leaves_the_other_running_the_next_ticks(
     queue = open_queue(store)
     try:
         await queue.connect()
-        run_id = await enqueue_run(queue, workers.settings, JobSpec("pause", "testing_pause", None, {"seconds": 6}))
+        run_id = await enqueue_run(queue, workers.settings, JobSpec("pause", "slow_probe", None, {"seconds": 6}))
     finally:
         await queue.disconnect()
 
