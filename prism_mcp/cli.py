@@ -133,12 +133,26 @@ def up() -> None:
     generates one, keeps it in the data directory and prints it once.
     """
     settings, generated = _with_key(_settings(), generate=True)
+    _check_schedule(settings, UP_SERVICES)
     configure_logging("prism", settings.log_level, stream=sys.stderr)
     _run(lambda stop: _serve(settings, UP_SERVICES, stop, generated))
 
 
+def _check_schedule(settings: Settings, services: frozenset[str]) -> None:
+    """Refuse to start a worker whose PRISM_WORKER_JOBS is bad, rather than run it without jobs."""
+    if "worker" not in services:
+        return
+    from prism_mcp.worker.schedule import load_schedule
+
+    try:
+        load_schedule(settings)
+    except ConfigError as exc:
+        raise _fail(exc.message) from exc
+
+
 def _serve_one(service: str) -> None:
     settings, _ = _with_key(_settings(), generate=False)
+    _check_schedule(settings, frozenset({service}))
     configure_logging(service, settings.log_level)
     _run(lambda stop: _serve(settings, frozenset({service}), stop, None))
 
