@@ -115,37 +115,59 @@ def _before(stream_id: str) -> str:
     return f"{max(0, int(ms) - 1)}-18446744073709551615" if int(ms) > 0 else "0-0"
 
 
-async def _read_value(client: Any, key: bytes, kind: str) -> Any:
+def _queue_read(pipe: Any, key: bytes, kind: str) -> None:
     if kind == "string":
-        value = await client.get(key)
-        return None if value is None else _text(value)
+        pipe.get(key)
+    elif kind == "hash":
+        pipe.hgetall(key)
+    elif kind == "list":
+        pipe.lrange(key, 0, -1)
+    elif kind == "set":
+        pipe.smembers(key)
+    elif kind == "zset":
+        pipe.zrange(key, 0, -1, withscores=True)
+
+
+def _decoded(kind: str, raw: Any) -> Any:
+    if kind == "string":
+        return _text(raw)
     if kind == "hash":
-        return {_text(f): _text(v) for f, v in (await client.hgetall(key)).items()}
+        return {_text(f): _text(v) for f, v in raw.items()}
     if kind == "list":
-        return [_text(v) for v in await client.lrange(key, 0, -1)]
+        return [_text(v) for v in raw]
     if kind == "set":
-        return sorted(_text(v) for v in await client.smembers(key))
-    if kind == "zset":
-        return [[_text(m), s] for m, s in await client.zrange(key, 0, -1, withscores=True)]
-    if kind == "stream":
-        return await _read_stream(client, key)
-    return None
+        return sorted(_text(v) for v in raw)
+    return [[_text(m), s] for m, s in raw]
 
 
 async def _read_batch(client: Any, keys: list[bytes], prefix: str) -> list[dict[str, Any]]:
+    """Read a batch of keys in two pipelined round trips (types and TTLs, then values); streams one by one."""
     async with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.type(key)
             pipe.pttl(key)
         answers = await pipe.execute()
+    kinds = [(key, _text(answers[2 * i]), int(answers[2 * i + 1])) for i, key in enumerate(keys)]
+    plain = [(key, kind, ttl) for key, kind, ttl in kinds if kind in _PIPELINED]
+    async with client.pipeline(transaction=False) as pipe:
+        for key, kind, _ in plain:
+            _queue_read(pipe, key, kind)
+        values = await pipe.execute() if plain else []
     records = []
-    for index, key in enumerate(keys):
-        kind, ttl = _text(answers[2 * index]), int(answers[2 * index + 1])
-        value = await _read_value(client, key, kind)
-        if value is None:
-            continue  # deleted or expired since the scan, or a type PRISM does not write
-        records.append({"k": _text(key)[len(prefix) :], "t": kind, "p": ttl if ttl > 0 else None, "v": value})
+    for (key, kind, ttl), raw in zip(plain, values, strict=True):
+        if raw is not None:  # None: deleted or expired since the scan
+            records.append(_record(key, kind, ttl, _decoded(kind, raw), prefix))
+    for key, kind, ttl in kinds:
+        if kind == "stream":
+            records.append(_record(key, kind, ttl, await _read_stream(client, key), prefix))
     return records
+
+
+_PIPELINED = frozenset({"string", "hash", "list", "set", "zset"})
+
+
+def _record(key: bytes, kind: str, ttl: int, value: Any, prefix: str) -> dict[str, Any]:
+    return {"k": _text(key)[len(prefix) :], "t": kind, "p": ttl if ttl > 0 else None, "v": value}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,16 +9,19 @@ saq needs a client that returns bytes, so the queue has its own connection, buil
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
+from saq.job import Job
 from saq.queue.redis import PubSubMultiplexer, RedisQueue
 
-from prism_mcp.store.connection import Store
+from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 
 __all__ = ["QUEUE_NAME", "PrismQueue", "open_queue"]
 
 QUEUE_NAME = "prism"
+OUTAGE_PAUSE = 1.0
 
 
 class PrismQueue(RedisQueue):
@@ -35,6 +38,14 @@ class PrismQueue(RedisQueue):
 
     def job_key_from_id(self, job_id: str) -> str:
         return job_id[len(self.job_id("")) :]
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
+        # saq starts the next dequeue as soon as one fails, so a Redis outage would spin the CPU; wait instead.
+        try:
+            return await super().dequeue(timeout, poll_interval)
+        except CONNECTION_ERRORS:
+            await asyncio.sleep(OUTAGE_PAUSE)
+            return None
 
 
 def open_queue(store: Store) -> PrismQueue:

@@ -45,7 +45,7 @@ JOB_FUNCTION = "prism_job"
 # A tick is claimed only while it is younger than this; claims live twice as long, so a late replica can
 # never claim a tick again after its claim has expired.
 CLAIM_GRACE = 60.0
-SHUTDOWN_GRACE = 5
+SHUTDOWN_GRACE = 2
 
 
 def scheduled_jobs(settings: Settings) -> list[JobSpec]:
@@ -194,8 +194,9 @@ def _saq_worker(runtime: Runtime, queue: PrismQueue) -> Worker[JobContext]:
         id=process_id(),
         concurrency=settings.worker_concurrency,
         timers=PartialTimersDict(schedule=1, worker_info=10, sweep=sweep, abort=1),
-        # Dequeue waits are bounded so that a stopping worker notices within a second; running jobs then
-        # get a few seconds to finish before they are cancelled and put back on the queue.
+        # Dequeue waits are bounded so that a stopping worker notices within a second. saq's upkeep loops
+        # sleep through the whole grace period, so it is short: a run still going is cancelled and put back
+        # on the queue for another worker, which keeps a stop quick and loses nothing.
         dequeue_timeout=1.0,
         shutdown_grace_period_s=SHUTDOWN_GRACE,
     )
