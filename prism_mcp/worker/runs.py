@@ -16,7 +16,17 @@ from pydantic import BaseModel, Field
 
 from prism_mcp.store.connection import Store
 
-__all__ = ["JobRun", "RunStatus", "history", "last_runs", "process_id", "record_finished", "record_started", "running"]
+__all__ = [
+    "JobRun",
+    "RunStatus",
+    "history",
+    "last_runs",
+    "process_id",
+    "record_finished",
+    "record_started",
+    "running",
+    "settle_lost_attempts",
+]
 
 RunStatus = Literal["running", "succeeded", "retrying", "failed"]
 
@@ -93,6 +103,21 @@ async def running(store: Store) -> list[JobRun]:
     return sorted(runs, key=lambda run: run.started_at)
 
 
-async def forget_running(store: Store, run: JobRun) -> None:
+async def settle_lost_attempts(store: Store, run: JobRun, keep: int) -> int:
+    """Record earlier attempts of ``run`` still marked running as lost: their worker died mid-job.
+
+    saq retries such a run once its worker stops touching it; the attempt that died never recorded its end.
+    Returns how many were settled.
+    """
     _, _, running_key = _keys(store)
-    await store.redis.hdel(running_key, f"{run.run_id}#{run.attempt}")
+    settled = 0
+    for attempt in range(1, run.attempt):
+        raw = await store.redis.hget(running_key, f"{run.run_id}#{attempt}")
+        if raw is None:
+            continue
+        lost = JobRun.model_validate_json(raw)
+        lost.status, lost.outcome, lost.finished_at = "retrying", "worker_lost", run.started_at
+        lost.error = f"worker {lost.worker} stopped during this attempt without finishing it"
+        await record_finished(store, lost, keep)
+        settled += 1
+    return settled

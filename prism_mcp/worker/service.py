@@ -33,7 +33,7 @@ from prism_mcp.errors import PrismError
 from prism_mcp.runtime import Runtime, background_task
 from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 from prism_mcp.worker.queue import PrismQueue, open_queue
-from prism_mcp.worker.runs import JobRun, process_id, record_finished, record_started
+from prism_mcp.worker.runs import JobRun, process_id, record_finished, record_started, settle_lost_attempts
 from prism_mcp.worker.schedule import JobSpec, load_schedule, ticks_between
 
 __all__ = ["JOB_FUNCTION", "WORKER", "enqueue_run", "scheduled_jobs"]
@@ -102,14 +102,27 @@ class TickScheduler:
         since = max(self.seen.get(job.name, first), now - CLAIM_GRACE)
         for tick in ticks_between(job.cron or "", since, now):
             if await self._claim(job, tick):
-                await enqueue_run(self.queue, self.runtime.settings, job, tick=tick)
-                logger.info("tick_enqueued", extra={"job": job.name, "tick": tick})
+                await self._enqueue(job, tick)
             self.seen[job.name] = tick
 
+    def _claim_key(self, job: JobSpec, tick: float) -> str:
+        return self.runtime.store.key("worker", "tick", job.name, int(tick))
+
     async def _claim(self, job: JobSpec, tick: float) -> bool:
-        key = self.runtime.store.key("worker", "tick", job.name, int(tick))
-        claimed = await self.runtime.store.redis.set(key, process_id(), nx=True, ex=int(CLAIM_GRACE * 2))
+        claimed = await self.runtime.store.redis.set(
+            self._claim_key(job, tick), process_id(), nx=True, ex=int(CLAIM_GRACE * 2)
+        )
         return bool(claimed)
+
+    async def _enqueue(self, job: JobSpec, tick: float) -> None:
+        try:
+            await enqueue_run(self.queue, self.runtime.settings, job, tick=tick)
+        except CONNECTION_ERRORS:
+            # Give the tick back, so that this or another worker can claim it again once Redis answers.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self.runtime.store.redis.delete(self._claim_key(job, tick))
+            raise
+        logger.info("tick_enqueued", extra={"job": job.name, "tick": tick})
 
 
 class JobContext(Context, total=False):
@@ -162,6 +175,7 @@ async def run_job(
     run = _new_run(saq_job, job, capability, tick)
     started = time.perf_counter()
     with contextlib.suppress(*CONNECTION_ERRORS):
+        await settle_lost_attempts(runtime.store, run, runtime.settings.worker_history)
         await record_started(runtime.store, run)
     toucher = asyncio.create_task(_touch_while_running(saq_job, runtime.settings.worker_job_heartbeat / 3))
     try:

@@ -200,8 +200,10 @@ async def test_killing_a_worker_mid_job_leaves_the_other_running_the_next_ticks(
         return next((r for r in await _runs(store, "pause") if r.run_id == run_id and r.status == "succeeded"), None)
 
     retried = await eventually(pause_retried, 40, "the killed pause run to be retried by the survivor")
+    lost = [r for r in await _runs(store, "pause") if r.run_id == run_id and r.outcome == "worker_lost"]
     assert retried.attempt >= 2
     assert retried.worker == workers_survivor(workers, pid)
+    assert [(r.attempt, r.worker) for r in lost] == [(victim.attempt, victim.worker)]
 
 
 async def test_a_killed_worker_makes_health_degraded_with_the_reason(workers: Workers, store: Store) -> None:
