@@ -98,3 +98,18 @@ async def test_backups_over_rest_create_then_list(api_url: str, runtime: Runtime
     assert created["rdb_file"] is None
     assert [b["name"] for b in listing["backups"]] == [created["name"]]
     assert listing["keep"] == 7
+
+
+async def test_backup_create_is_an_mcp_tool_returning_the_backup(mcp_url: str, runtime: Runtime) -> None:
+    from tests.conftest import ADMIN_KEY
+    from tests.mcp_client import mcp_client
+
+    await runtime.store.redis.set(runtime.store.key("demo"), "1")
+
+    async with mcp_client(mcp_url, ADMIN_KEY) as client:
+        result = await client.call_tool("backup_create", {})
+
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["keys"] >= 1
+    assert result.structured_content["name"].startswith("prism-")
