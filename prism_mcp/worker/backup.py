@@ -52,8 +52,9 @@ VERSION = 1
 SUFFIX = ".jsonl.gz"
 BATCH = 200
 Progress = Callable[[int, int], Awaitable[None]]
-# Transient keys not worth restoring: saq's queue (jobs in flight) and the worker's tick claims.
-SKIPPED = ("saq:", "worker:tick:")
+# Not state but the life of processes: saq's queue (jobs in flight), tick claims, attempts running now and
+# heartbeats. Restored, they would resurrect jobs and processes that are long gone.
+SKIPPED = ("saq:", "worker:tick:", "worker:running", "heartbeat:")
 
 
 def _text(raw: bytes) -> str:

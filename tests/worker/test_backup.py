@@ -76,13 +76,14 @@ async def _fill(raw: Any, prefix: str) -> None:
     await raw.xgroup_create(p + b"stream", "notifier", id="0-0")
     await raw.xreadgroup("notifier", "c1", {p + b"stream": ">"}, count=1)
     await raw.set(p + b"saq:job:transient", "skipped")
+    await raw.set(p + b"heartbeat:worker:gone:1", "skipped")
 
 
 async def _image(raw: Any, prefix: str) -> dict[bytes, tuple[str, Any, int]]:
     """Every key under ``prefix`` but saq's: (type, value, ttl in ms)."""
     image = {}
     async for key in raw.scan_iter(match=prefix.encode() + b"*"):
-        if key.startswith(prefix.encode() + b"saq:"):
+        if key.startswith((prefix.encode() + b"saq:", prefix.encode() + b"heartbeat:")):
             continue
         kind = (await raw.type(key)).decode()
         reader = {
