@@ -20,7 +20,8 @@ from redis.exceptions import ResponseError
 from prism_mcp.capability import Call, Scope, capability, registry
 from prism_mcp.config import ConfigError
 from prism_mcp.errors import ForbiddenError, InvalidInputError, NotFoundError, PrismError
-from prism_mcp.store.connection import redis_errors
+from prism_mcp.runtime import Runtime, dashboard_section
+from prism_mcp.store.connection import CONNECTION_ERRORS, redis_errors
 from prism_mcp.worker import heartbeat as _heartbeat
 from prism_mcp.worker.backup import (
     Listed,
@@ -89,8 +90,26 @@ def _reason(job: JobSpec) -> str | None:
 
 
 async def _workers_alive(call: Call) -> int:
-    beats = await _heartbeat.read_beats(call.runtime.store)
+    return await _alive(call.runtime)
+
+
+async def _alive(runtime: Runtime) -> int:
+    beats = await _heartbeat.read_beats(runtime.store)
     return len(_heartbeat.live_processes(beats, "worker", time.time()))
+
+
+@dashboard_section("worker")
+async def worker_dashboard(runtime: Runtime) -> dict[str, object]:
+    """Workers alive and each job's last outcome, for the monitoring dashboard (two Redis reads)."""
+    try:
+        last = await last_runs(runtime.store)
+        alive = await _alive(runtime)
+    except CONNECTION_ERRORS:
+        return {"error": "Redis connection failed"}
+    jobs = {
+        name: {"status": run.status, "finished_at": run.finished_at, "error": run.error} for name, run in last.items()
+    }
+    return {"workers_alive": alive, "last_runs": jobs}
 
 
 @capability("GET /worker/jobs", scope=Scope.READ, read_only=True)

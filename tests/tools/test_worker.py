@@ -113,3 +113,32 @@ async def test_backup_create_is_an_mcp_tool_returning_the_backup(mcp_url: str, r
     assert result.structured_content is not None
     assert result.structured_content["keys"] >= 1
     assert result.structured_content["name"].startswith("prism-")
+
+
+async def test_the_dashboard_section_shows_each_jobs_last_outcome(runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from prism_mcp.tools.worker import worker_dashboard
+    from prism_mcp.worker.runs import JobRun, record_finished
+
+    now = datetime.now(UTC)
+    failed = JobRun(
+        run_id="backup@1",
+        job="backup",
+        capability="backup_create",
+        trigger="manual",
+        attempt=3,
+        max_attempts=3,
+        status="failed",
+        outcome="internal_error",
+        error="disk full",
+        started_at=now,
+        finished_at=now,
+        worker="h:1",
+    )
+    await record_finished(runtime.store, failed, keep=10)
+
+    section = await worker_dashboard(runtime)
+
+    assert section["workers_alive"] == 0
+    assert section["last_runs"] == {"backup": {"status": "failed", "finished_at": now, "error": "disk full"}}
