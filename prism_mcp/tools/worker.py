@@ -159,7 +159,7 @@ async def worker_run_job(call: Call, job: JobName) -> RunQueued:
         raise InvalidInputError("job", f"{job} calls {spec.capability}, which is not in this PRISM build")
     if not call.principal.allows(cap.scope):
         raise ForbiddenError(f"job {job} calls {cap.name}, which needs the {cap.scope.value} scope", needed=cap.scope)
-    queue = open_queue(call.runtime.store)
+    queue, queued_at = open_queue(call.runtime.store), datetime.now(UTC)
     try:
         async with redis_errors():
             await queue.connect()
@@ -169,9 +169,7 @@ async def worker_run_job(call: Call, job: JobName) -> RunQueued:
         with contextlib.suppress(Exception):
             await queue.disconnect()
     logger.info("job_queued", extra={"job": job, "run_id": run_id, "principal": call.principal.name})
-    return RunQueued(
-        run_id=run_id, job=job, capability=spec.capability, queued_at=datetime.now(UTC), workers_alive=alive
-    )
+    return RunQueued(run_id=run_id, job=job, capability=spec.capability, queued_at=queued_at, workers_alive=alive)
 
 
 @capability("GET /worker/runs", scope=Scope.READ, read_only=True)
