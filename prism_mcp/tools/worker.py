@@ -122,7 +122,8 @@ async def worker_jobs(call: Call) -> JobList:
     jobs = _schedule(call)
     now = time.time()
     async with redis_errors():
-        last, active, alive = await last_runs(call.runtime.store), await running(call.runtime.store), 0
+        last = await last_runs(call.runtime.store)
+        active = await running(call.runtime.store)
         alive = await _workers_alive(call)
     infos = []
     for job in jobs:
