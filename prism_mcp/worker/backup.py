@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from prism_mcp.errors import InvalidInputError, NotFoundError
 from prism_mcp.store.connection import Store
@@ -91,9 +92,12 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-async def _read_stream(client: Any, key: bytes) -> dict[str, Any]:
+async def _read_stream(client: Any, key: bytes) -> dict[str, Any] | None:
+    try:
+        info = await client.xinfo_stream(key)
+    except ResponseError:
+        return None  # deleted or expired since the scan
     entries = await client.xrange(key, "-", "+")
-    info = await client.xinfo_stream(key)
     groups = []
     for group in await client.xinfo_groups(key):
         start = _text(group["last-delivered-id"])
@@ -159,8 +163,8 @@ async def _read_batch(client: Any, keys: list[bytes], prefix: str) -> list[dict[
         if raw is not None:  # None: deleted or expired since the scan
             records.append(_record(key, kind, ttl, _decoded(kind, raw), prefix))
     for key, kind, ttl in kinds:
-        if kind == "stream":
-            records.append(_record(key, kind, ttl, await _read_stream(client, key), prefix))
+        if kind == "stream" and (stream := await _read_stream(client, key)) is not None:
+            records.append(_record(key, kind, ttl, stream, prefix))
     return records
 
 
