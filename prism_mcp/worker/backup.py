@@ -55,7 +55,7 @@ BATCH = 200
 Progress = Callable[[int, int], Awaitable[None]]
 # Not state but the life of processes: saq's queue (jobs in flight), tick claims, attempts running now and
 # heartbeats. Restored, they would resurrect jobs and processes that are long gone.
-SKIPPED = ("saq:", "worker:tick:", "worker:running", "heartbeat:")
+SKIPPED = ("saq:", "worker:tick:", "worker:lock:", "worker:done:", "worker:running", "heartbeat:")
 
 
 def _text(raw: bytes) -> str:

@@ -11,7 +11,9 @@ Any worker then takes the run from the queue and calls the job's capability thro
 and audited like any caller. A failed attempt is recorded and retried by saq with exponential backoff
 (``PRISM_WORKER_RETRIES`` attempts in all). While an attempt runs it touches its saq job; a worker that dies
 mid-job stops touching it, and another worker's sweep retries the run after ``PRISM_WORKER_JOB_HEARTBEAT``
-seconds. Nothing a job raises reaches the worker loop.
+seconds. saq delivers a run at least once (its sweep can also race a worker that has just taken a run), so
+each attempt holds a per-run lock and a run that has succeeded is never run again (:class:`_RunGuard`).
+Nothing a job raises reaches the worker loop.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ JOB_FUNCTION = "prism_job"
 # never claim a tick again after its claim has expired.
 CLAIM_GRACE = 60.0
 SHUTDOWN_GRACE = 2
+DONE_TTL = 86_400
 
 
 def scheduled_jobs(settings: Settings) -> list[JobSpec]:
@@ -129,11 +132,41 @@ class JobContext(Context, total=False):
     runtime: Runtime
 
 
-async def _touch_while_running(saq_job: Any, every: float) -> None:
+async def _touch_while_running(saq_job: Any, store: Store, lock: str, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         with contextlib.suppress(*CONNECTION_ERRORS):
             await saq_job.update()
+            await store.redis.pexpire(lock, int(every * 3000))
+
+
+class _RunGuard:
+    """At most one attempt of a run at a time, and none after one succeeded.
+
+    saq delivers a run at least once: its sweep can put a run back on the queue while a worker has just taken
+    it, and it retries a run whose worker went quiet. An attempt first takes ``worker:lock:<run>`` (kept alive
+    while it runs, expiring soon after its worker dies) and skips quietly if another attempt holds it or
+    ``worker:done:<run>`` says the run already succeeded.
+    """
+
+    def __init__(self, store: Store, run: JobRun, heartbeat: float) -> None:
+        self.store = store
+        self.lock = store.key("worker", "lock", run.run_id)
+        self.done = store.key("worker", "done", run.run_id)
+        self.owner = f"{run.worker}#{run.attempt}"
+        self.ttl_ms = int(heartbeat * 1000)
+
+    async def acquire(self) -> bool:
+        if await self.store.redis.exists(self.done):
+            return False
+        return bool(await self.store.redis.set(self.lock, self.owner, nx=True, px=self.ttl_ms))
+
+    async def release(self, succeeded: bool) -> None:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            if succeeded:
+                await self.store.redis.set(self.done, self.owner, ex=DONE_TTL)
+            if await self.store.redis.get(self.lock) == self.owner:
+                await self.store.redis.delete(self.lock)
 
 
 def _new_run(saq_job: Any, job: str, capability: str, tick: float | None) -> JobRun:
@@ -173,16 +206,23 @@ async def run_job(
     runtime: Runtime = ctx["runtime"]
     saq_job: Any = ctx["job"]
     run = _new_run(saq_job, job, capability, tick)
+    heartbeat = runtime.settings.worker_job_heartbeat
+    guard = _RunGuard(runtime.store, run, heartbeat)
+    if not await guard.acquire():
+        logger.info("job_duplicate_skipped", extra={"job": job, "run_id": run.run_id, "attempt": run.attempt})
+        return {"run_id": run.run_id, "skipped": "another attempt of this run is running or has succeeded"}
     started = time.perf_counter()
     with contextlib.suppress(*CONNECTION_ERRORS):
         await settle_lost_attempts(runtime.store, run, runtime.settings.worker_history)
         await record_started(runtime.store, run)
-    toucher = asyncio.create_task(_touch_while_running(saq_job, runtime.settings.worker_job_heartbeat / 3))
+    toucher = asyncio.create_task(_touch_while_running(saq_job, runtime.store, guard.lock, heartbeat / 3))
+    succeeded = False
     try:
         cap = registry.get(capability)
         if cap is None:
             raise PrismError(f"capability {capability!r} is not in this PRISM build; the job cannot run here")
         result = await invoke(runtime, cap, WORKER, arguments, surface="worker", request_id=run.run_id)
+        succeeded = True
     except asyncio.CancelledError:
         # saq timed the attempt out, or the worker is stopping; either way saq retries the run if it may.
         cancelled = PrismError("the attempt was cancelled: it ran past its timeout or its worker stopped")
@@ -195,6 +235,7 @@ async def run_job(
         toucher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await toucher
+        await guard.release(succeeded)
     await _finish(runtime.store, run, runtime.settings.worker_history, started, None)
     return {"run_id": run.run_id, "result": result.model_dump(mode="json")}
 
