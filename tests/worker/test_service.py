@@ -146,8 +146,9 @@ async def test_two_workers_run_every_tick_exactly_once(workers: Workers, store: 
 
     runs = await eventually(window_done, 40, "a probe run for every tick of the window")
     in_window = [_tick_of(r) for r in runs if start < _tick_of(r) <= end]
-    assert sorted(in_window) == expected
-    assert all(run.status == "succeeded" and run.attempt == 1 for run in runs)
+    seen = [(r.run_id, r.attempt, r.status, r.worker) for r in runs]
+    assert sorted(in_window) == expected, seen
+    assert all(run.status == "succeeded" and run.attempt == 1 for run in runs), seen
     assert len({run.run_id for run in runs}) == len(runs)
 
 
