@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     openai_cache_ttl: int = Field(default=300, alias="OPENAI_CACHE_TTL", ge=0, le=86400)
     integration_health_ttl: float = Field(default=60.0, alias="PRISM_INTEGRATION_HEALTH_TTL", ge=0, le=3600)
 
+    # Worker: scheduled jobs, heartbeats and backups (prism_mcp/worker, README "Worker").
+    worker_jobs: str = Field(default="", alias="PRISM_WORKER_JOBS", max_length=65_536)
+    worker_default_jobs: bool = Field(default=True, alias="PRISM_WORKER_DEFAULT_JOBS")
+    worker_concurrency: int = Field(default=4, alias="PRISM_WORKER_CONCURRENCY", ge=1, le=64)
+    worker_retries: int = Field(default=3, alias="PRISM_WORKER_RETRIES", ge=1, le=20)
+    worker_retry_delay: float = Field(default=10.0, alias="PRISM_WORKER_RETRY_DELAY", ge=0.1, le=3600)
+    worker_retry_max_delay: float = Field(default=600.0, alias="PRISM_WORKER_RETRY_MAX_DELAY", ge=0.1, le=86_400)
+    worker_job_timeout: int = Field(default=900, alias="PRISM_WORKER_JOB_TIMEOUT", ge=1, le=86_400)
+    worker_job_heartbeat: int = Field(default=30, alias="PRISM_WORKER_JOB_HEARTBEAT", ge=2, le=3600)
+    worker_history: int = Field(default=1000, alias="PRISM_WORKER_HISTORY", ge=10, le=100_000)
+    worker_poll_interval: float = Field(default=0.5, alias="PRISM_WORKER_POLL_INTERVAL", ge=0.05, le=30)
+    heartbeat_interval: float = Field(default=5.0, alias="PRISM_HEARTBEAT_INTERVAL", ge=0.1, le=300)
+    heartbeat_forget: float = Field(default=3600.0, alias="PRISM_HEARTBEAT_FORGET", ge=1, le=30 * 86_400)
+    backup_keep: int = Field(default=7, alias="PRISM_BACKUP_KEEP", ge=1, le=1000)
+    backup_rdb_timeout: float = Field(default=60.0, alias="PRISM_BACKUP_RDB_TIMEOUT", ge=0.5, le=3600)
+
     @field_validator(
         "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
     )
