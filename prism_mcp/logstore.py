@@ -254,9 +254,8 @@ class Filters:
             return False
         if self.text is None:
             return True
-        haystack = " ".join(
-            [str(record.get("event", "")), str(record.get("message", "")), json.dumps(record.get("fields", {}))]
-        )
+        parts = [record.get(name) or "" for name in ("event", "message", "request_id", "capability")]
+        haystack = " ".join([*map(str, parts), json.dumps(record.get("fields", {}))])
         return self.text in haystack.lower()
 
 

@@ -205,7 +205,7 @@ async def logs_search(
     level: Annotated[Level | None, Field(description="Minimum level: WARNING also returns ERROR.")] = None,
     service: Annotated[str | None, Field(pattern=SERVICE_PATTERN, description="Only this service: api.")] = None,
     q: Annotated[
-        str | None, Field(min_length=1, max_length=200, description="Text in the event, message or fields.")
+        str | None, Field(min_length=1, max_length=200, description="Text in the event, message, request id or fields.")
     ] = None,
     since: Annotated[datetime | None, Field(description="Oldest time, ISO 8601 (UTC without an offset).")] = None,
     until: Annotated[datetime | None, Field(description="Newest time, ISO 8601; defaults to now.")] = None,
