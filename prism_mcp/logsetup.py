@@ -17,14 +17,17 @@ take; Redis I/O happens later, in the log writer's task (:mod:`prism_mcp.logcapt
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -68,37 +71,39 @@ def service_context(service: str) -> Iterator[None]:
 
 
 class CaptureSink(logging.Handler):
-    """A logging handler that keeps event dicts in a bounded buffer for one log writer.
+    """A logging handler that keeps records in a bounded buffer for one log writer.
 
-    ``emit`` runs the shared processors (the same fields stdout gets) and appends the result to a deque; when
-    the buffer is full it counts the event as dropped instead of waiting. Nothing here touches Redis.
+    ``emit`` does the least it can on the logging thread: it notes the call and service the record belongs to
+    (context that is gone by the time the writer runs) and appends the record to a deque, or counts it as
+    dropped when the buffer is full. The writer later turns records into event dicts with :meth:`take`, running
+    the same processors stdout uses. Nothing here touches Redis.
     """
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
-        self.buffer: deque[dict[str, Any]] = deque()
+        self.buffer: deque[logging.LogRecord | dict[str, Any]] = deque()
         self.dropped = 0
         self.accepted = 0
         self._count_lock = threading.Lock()
+        self._rendered: list[dict[str, Any]] = []
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=_shared_chain(),
-                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, self._offer_event],
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, self._keep_event],
             )
         )
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.format(record)
-        except Exception:  # a handler must never raise into the code that logged
+        if len(self.buffer) >= self.capacity:
             self.count_dropped(1)
-
-    def _offer_event(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
-        self.offer(dict(event_dict))
-        return ""
+            return
+        _pin_context(record)
+        self.buffer.append(record)
+        self.accepted += 1
 
     def offer(self, event: dict[str, Any]) -> None:
+        """Buffer an already-built event dict (for producers outside ``logging``)."""
         if len(self.buffer) >= self.capacity:
             self.count_dropped(1)
             return
@@ -109,12 +114,48 @@ class CaptureSink(logging.Handler):
         with self._count_lock:
             self.dropped += n
 
+    def _keep_event(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        self._rendered.append(dict(event_dict))
+        return ""
+
     def take(self, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` buffered events, oldest first."""
-        taken: list[dict[str, Any]] = []
-        while self.buffer and len(taken) < limit:
-            taken.append(self.buffer.popleft())
-        return taken
+        """Up to ``limit`` buffered events as event dicts, oldest first; one that cannot be rendered is a drop."""
+        self._rendered = []
+        while self.buffer and len(self._rendered) < limit:
+            item = self.buffer.popleft()
+            if isinstance(item, dict):
+                self._rendered.append(item)
+                continue
+            try:
+                self.format(item)
+            except Exception:  # a record that cannot be rendered must not stop the ones after it
+                self.count_dropped(1)
+        return self._rendered
+
+
+def _pin_context(record: logging.LogRecord) -> None:
+    """Copy onto the record what only the logging moment knows: its call, its service, its message."""
+    if record.args and isinstance(record.msg, str):
+        record.msg, record.args = record.getMessage(), None
+    if isinstance(record.msg, dict):
+        return
+    extra = record.__dict__
+    if "service" not in extra:
+        extra["service"] = _service_now()
+    from prism_mcp.capability import current_call
+
+    call = current_call.get()
+    if call is not None:
+        extra.setdefault("request_id", call.request_id)
+        extra.setdefault("capability", call.capability.name)
+
+
+def _service_now() -> str:
+    from prism_mcp.capability import current_call
+
+    call = current_call.get()
+    found = service_for_surface(call.surface) if call is not None else None
+    return found or current_service.get() or _process_service
 
 
 def add_sink(sink: CaptureSink) -> None:
@@ -132,6 +173,15 @@ def _upper_level(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     return event_dict
 
 
+def _timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # The record's own creation time: a captured record is rendered later, by the writer.
+    if "ts" not in event_dict:
+        record = event_dict.get("_record")
+        created = record.created if record is not None else time.time()
+        event_dict["ts"] = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
 def _add_call_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     from prism_mcp.capability import current_call
 
@@ -139,9 +189,8 @@ def _add_call_context(logger: WrappedLogger, method_name: str, event_dict: Event
     if call is not None:
         event_dict.setdefault("request_id", call.request_id)
         event_dict.setdefault("capability", call.capability.name)
-        event_dict.setdefault("service", service_for_surface(call.surface) or current_service.get() or _process_service)
-    else:
-        event_dict.setdefault("service", current_service.get() or _process_service)
+    if "service" not in event_dict:
+        event_dict["service"] = _service_now()
     return event_dict
 
 
@@ -152,10 +201,15 @@ def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventD
     return event_dict
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(name: str) -> bool:
+    return _SECRET_NAME.search(name) is not None
+
+
 def mask_secrets(fields: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of every field whose name looks like a secret, at any depth of nested dicts."""
     for name, value in fields.items():
-        if _SECRET_NAME.search(name) and value not in (None, ""):
+        if _is_secret_name(name) and value not in (None, ""):
             fields[name] = MASK
         elif isinstance(value, dict):
             fields[name] = mask_secrets(dict(value))
@@ -183,7 +237,7 @@ def _shared_chain() -> list[Processor]:
         structlog.stdlib.ExtraAdder(),
         _add_logger_name,
         _upper_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        _timestamp,
         _add_call_context,
         structlog.processors.format_exc_info,
         _mask,
