@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +68,32 @@ def writer_state(runtime: Runtime) -> WriterState | None:
     return state if isinstance(state, WriterState) else None
 
 
+def _consume_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _bounded(coro: Coroutine[Any, Any, Any], seconds: float) -> None:
+    """Await ``coro`` for at most ``seconds``; raises ``TimeoutError`` after that, or what ``coro`` raised.
+
+    The work runs as its own task and is only asked to stop on timeout, never waited for: a write stuck in a
+    dead connection must not hold the writer, nor the shutdown that cancels it.
+    """
+    task = asyncio.create_task(coro)
+    task.add_done_callback(_consume_outcome)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        raise TimeoutError
+    task.result()
+
+
 async def _write_batch(runtime: Runtime, state: WriterState, batch: list[dict[str, Any]]) -> bool:
     settings = runtime.settings
     records = [record_from_event(event) for event in batch]
     drops = state.unreported_drops
     try:
-        await asyncio.wait_for(write_records(runtime.store, records, dropped=drops), settings.log_write_timeout)
+        await _bounded(write_records(runtime.store, records, dropped=drops), settings.log_write_timeout)
     except WRITE_FAILURES as exc:
         state.sink.count_dropped(len(batch))
         state.note_drops()
@@ -116,9 +137,11 @@ async def _log_writer(runtime: Runtime) -> None:
             await asyncio.sleep(settings.log_flush_interval if ok else FAILURE_BACKOFF_SECONDS)
     except asyncio.CancelledError:
         remove_sink(state.sink)
-        # Shutdown: what is buffered is written before the store closes, within a bound.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(flush(runtime, state), SHUTDOWN_FLUSH_SECONDS)
+        # Shutdown: what is buffered is written before the store closes, within a bound. Whatever goes wrong
+        # here, the cancellation must go on: a task that answers it with an error is restarted by its supervisor
+        # and would hold the process's stop forever.
+        with contextlib.suppress(Exception):
+            await _bounded(flush(runtime, state), SHUTDOWN_FLUSH_SECONDS)
         raise
 
 

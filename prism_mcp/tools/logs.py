@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prism_mcp.capability import Call, Scope, capability
 from prism_mcp.errors import InvalidInputError
-from prism_mcp.logarchive import ArchiveFile, archive_records, cleanup_archives, list_archives
+from prism_mcp.logarchive import ArchiveFile, archive_dir, archive_records, cleanup_archives, list_archives
 from prism_mcp.logcapture import writer_state
 from prism_mcp.logsetup import mask_secrets
 from prism_mcp.logstore import Filters, new_record_id, read_stats, search_records, write_records
@@ -312,8 +312,6 @@ async def logs_archives(call: Call) -> LogArchiveList:
     `verified` false marks a file left by an interrupted archive: its records are still in Redis, and the next
     `logs_archive` replaces it.
     """
-    from prism_mcp.logarchive import archive_dir
-
     data_path = call.runtime.settings.data_path
     files = [ArchiveFileInfo.of(f) for f in list_archives(data_path)]
     return LogArchiveList(

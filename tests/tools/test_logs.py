@@ -211,3 +211,14 @@ async def test_dashboard_section_summarises_the_last_day(api: httpx.AsyncClient,
     assert section["errors_24h"] >= 1
     assert section["total_24h"] >= 2
     assert section["dropped_24h"] == 0
+
+
+async def test_archive_over_streamable_http_answers_with_its_counts(api: httpx.AsyncClient, mcp_url: str) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    await ingest(api, [record(datetime.now(UTC) - timedelta(days=9), service="shop")])
+    async with mcp_client(mcp_url, ADMIN_KEY) as client:
+        result = await client.call_tool("logs_archive", {"days_old": 7})
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["archived"] == 1
