@@ -132,6 +132,16 @@ async def fill(store: Store, target: int, have: int) -> None:
         i += n
 
 
+async def settle(store: Store) -> None:
+    """Wait (at most 60 s) until the server finishes saving, so persistence does not share the measurement."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = await store.redis.info(section="persistence")
+        if not (info.get("rdb_bgsave_in_progress") or info.get("aof_rewrite_in_progress")):
+            return
+        await asyncio.sleep(0.2)
+
+
 async def timed(fn: Any, runs: int) -> float:
     samples = []
     for _ in range(runs):
@@ -152,6 +162,7 @@ async def bench_stats(url: str, data: Path, sizes: list[int]) -> list[tuple[int,
         await fill(store, size, have)
         have = size
         fill_s = time.perf_counter() - started
+        await settle(store)
         stats_24 = await timed(lambda: read_stats(store, 24), 30)
         stats_720 = await timed(lambda: read_stats(store, 720), 10)
         page = await timed(

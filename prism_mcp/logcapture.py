@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -51,7 +51,7 @@ class WriterState:
     failing_since: float | None = None
     last_error: str | None = None
     batches: int = 0
-    seen_drops: int = field(default=0)
+    seen_drops: int = 0
 
     @property
     def unreported_drops(self) -> int:
