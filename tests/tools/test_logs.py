@@ -222,3 +222,37 @@ async def test_archive_over_streamable_http_answers_with_its_counts(api: httpx.A
     assert not result.is_error
     assert result.structured_content is not None
     assert result.structured_content["archived"] == 1
+
+
+async def test_archive_over_stdio_sends_progress_notifications(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    import os
+    import sys
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    from tests.conftest import ADMIN_KEY
+
+    await ingest(api, [record(datetime.now(UTC) - timedelta(days=d), service="shop") for d in (11, 10)])
+    settings = runtime.settings
+    env = {
+        "API_KEY": ADMIN_KEY,
+        "REDIS_URL": settings.redis_url or "",
+        "PRISM_DATA_DIR": str(settings.data_path),
+        "PRISM_KEY_PREFIX": settings.key_prefix,
+        "PYTHONPATH": os.getcwd(),
+    }
+    params = StdioServerParameters(
+        command=sys.executable, args=["-c", "from prism_mcp.cli import main; main()", "mcp", "--stdio"], env=env
+    )
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total))
+
+    async with Client(params) as client:
+        result = await client.call_tool("logs_archive", {"days_old": 7}, progress_callback=on_progress)
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    assert result.structured_content["archived"] == 2
+    assert progress == [(0, 2), (1, 2), (2, 2)]
