@@ -15,6 +15,7 @@ import pytest
 
 from prism_mcp.capability import invoke, registry
 from prism_mcp.config import Settings, load_settings
+from prism_mcp.http_bridge import build_api_app
 from prism_mcp.logcapture import writer_state
 from prism_mcp.logsetup import CaptureSink
 from prism_mcp.logstore import Filters, search_records
@@ -115,8 +116,6 @@ async def test_requests_while_redis_is_down_still_answer_and_drops_rise(tmp_path
     )
     runtime = Runtime(settings, Store(url, prefix=settings.key_prefix, timeout=0.5), services=frozenset({"api"}))
     await runtime.start()
-    from prism_mcp.http_bridge import build_api_app
-
     port = free_port()
     server, task = await start_server(Listener("api", build_api_app(runtime), "127.0.0.1", port))
     stopped = False

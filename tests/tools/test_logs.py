@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from prism_mcp.auth import current_principal
 from prism_mcp.runtime import Runtime, dashboard_sections
 from prism_mcp.server import build_mcp_server
-from tests.conftest import ADMIN, READ_KEY
+from tests.conftest import ADMIN, ADMIN_KEY, READ_KEY
 from tests.mcp_client import mcp_client
 
 
@@ -171,8 +175,6 @@ async def test_archive_then_cleanup_moves_old_days_to_files_and_deletes_old_file
 
 
 async def test_archive_and_cleanup_send_mcp_progress_notifications(api: httpx.AsyncClient, runtime: Runtime) -> None:
-    from mcp import Client
-
     now = datetime.now(UTC)
     await ingest(api, [record(now - timedelta(days=d), service="shop") for d in (35, 20, 9)])
     progress: dict[str, list[tuple[float, float | None]]] = {"logs_archive": [], "logs_cleanup": []}
@@ -193,8 +195,6 @@ async def test_archive_and_cleanup_send_mcp_progress_notifications(api: httpx.As
 
 
 async def test_mcp_tool_errors_name_the_field(mcp_url: str) -> None:
-    from tests.conftest import ADMIN_KEY
-
     async with mcp_client(mcp_url, ADMIN_KEY) as client:
         bad = await client.call_tool("logs_stats", {"hours": 0})
         good = await client.call_tool("logs_stats", {"hours": 2})
@@ -214,8 +214,6 @@ async def test_dashboard_section_summarises_the_last_day(api: httpx.AsyncClient,
 
 
 async def test_archive_over_streamable_http_answers_with_its_counts(api: httpx.AsyncClient, mcp_url: str) -> None:
-    from tests.conftest import ADMIN_KEY
-
     await ingest(api, [record(datetime.now(UTC) - timedelta(days=9), service="shop")])
     async with mcp_client(mcp_url, ADMIN_KEY) as client:
         result = await client.call_tool("logs_archive", {"days_old": 7})
@@ -225,14 +223,6 @@ async def test_archive_over_streamable_http_answers_with_its_counts(api: httpx.A
 
 
 async def test_archive_over_stdio_sends_progress_notifications(api: httpx.AsyncClient, runtime: Runtime) -> None:
-    import os
-    import sys
-
-    from mcp import Client
-    from mcp.client.stdio import StdioServerParameters
-
-    from tests.conftest import ADMIN_KEY
-
     await ingest(api, [record(datetime.now(UTC) - timedelta(days=d), service="shop") for d in (11, 10)])
     settings = runtime.settings
     env = {
