@@ -6,7 +6,8 @@ down or slow (a write takes longer than ``PRISM_LOG_WRITE_TIMEOUT``) the batch i
 buffer is full new events are counted as dropped. Drops are never silent: the count is in the ``logs`` health
 component, and is added to the hour's ``dropped`` counter (read by ``logs_stats``) once Redis answers again.
 
-This module also writes the one ``request_finished`` summary line per capability call, on every surface.
+This module also writes the one ``request_finished`` summary line per capability call, on every surface, and
+per request refused for its key (which never reaches a capability).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from prism_mcp.capability import Call, Capability
-from prism_mcp.http_bridge.gate import RequestInfo, pre_auth_guard
+from prism_mcp.errors import PrismError
+from prism_mcp.http_bridge.gate import RequestInfo, auth_failure_hook, pre_auth_guard
 from prism_mcp.logsetup import CaptureSink, add_sink, current_service, remove_sink, service_for_surface
 from prism_mcp.logstore import record_from_event, write_records
 from prism_mcp.runtime import ComponentStatus, Runtime, background_task, health_check, on_runtime_start
@@ -194,3 +196,17 @@ def _observe_requests(runtime: Runtime) -> None:
 async def _service_of_port(runtime: Runtime, info: RequestInfo) -> None:
     # In `prism up` one process serves several ports: what a request logs belongs to the port it came in on.
     current_service.set(info.port)
+
+
+@auth_failure_hook
+async def _request_refused(runtime: Runtime, info: RequestInfo, error: PrismError) -> None:
+    # A refused key never reaches the invocation path, so its one summary line is written here.
+    fields = {
+        "service": info.port,
+        "method": info.method,
+        "path": info.path,
+        "client_ip": info.client_ip,
+        "outcome": error.code,
+        "status": error.status,
+    }
+    logger.warning("request_finished", extra=fields)

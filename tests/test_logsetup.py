@@ -82,16 +82,21 @@ def test_prism_serve_api_writes_one_summary_line_per_request_to_stdout(settings:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         httpx.get(f"{url}/monitoring/logs/stats", headers={**headers, "X-Request-ID": "req-ok-1"}, timeout=10)
         httpx.get(f"{url}/monitoring/logs/stats?hours=0", headers={**headers, "X-Request-ID": "req-bad-1"}, timeout=10)
+        httpx.get(f"{url}/monitoring/logs/stats", headers={"Authorization": "Bearer wrong-key"}, timeout=10)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     lines = lines_of(out)
     summaries = [line for line in lines if line["event"] == "request_finished"]
 
-    assert [(s["request_id"], s["level"], s["status"]) for s in summaries] == [
+    assert [(s.get("request_id"), s["level"], s["status"]) for s in summaries] == [
         ("req-ok-1", "INFO", 200),
         ("req-bad-1", "WARNING", 422),
+        (None, "WARNING", 401),
     ]
-    assert all(s["service"] == "api" and s["capability"] == "logs_stats" for s in summaries)
+    assert all(s["service"] == "api" for s in summaries)
+    assert [s.get("capability") for s in summaries] == ["logs_stats", "logs_stats", None]
+    assert summaries[2]["path"] == "/monitoring/logs/stats"
+    assert "wrong-key" not in out
     assert {"INFO"} <= {line["level"] for line in lines}
     assert ADMIN_KEY not in out
