@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     sample_interval: float = Field(default=2.0, alias="PRISM_SAMPLE_INTERVAL", ge=0.1, le=300)
     max_body_bytes: int = Field(default=1_048_576, alias="PRISM_MAX_BODY_BYTES", ge=1024, le=64 * 1_048_576)
     log_level: str = Field(default="INFO", alias="PRISM_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    # logs: capture into Redis (bounded buffer, batching writer) and the archive
+    log_capture: bool = Field(default=True, alias="PRISM_LOG_CAPTURE")
+    log_queue_size: int = Field(default=10_000, alias="PRISM_LOG_QUEUE_SIZE", ge=100, le=1_000_000)
+    log_batch_size: int = Field(default=500, alias="PRISM_LOG_BATCH_SIZE", ge=1, le=10_000)
+    log_flush_interval: float = Field(default=0.2, alias="PRISM_LOG_FLUSH_INTERVAL", ge=0.01, le=60)
+    log_write_timeout: float = Field(default=1.0, alias="PRISM_LOG_WRITE_TIMEOUT", gt=0, le=60)
     notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
 
