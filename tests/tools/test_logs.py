@@ -13,10 +13,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from prism_mcp.auth import current_principal
 from prism_mcp.runtime import Runtime, dashboard_sections
-from prism_mcp.server import build_mcp_server
-from tests.conftest import ADMIN, ADMIN_KEY, READ_KEY
+from tests.conftest import ADMIN_KEY, READ_KEY
 from tests.mcp_client import mcp_client
 
 
@@ -174,22 +172,20 @@ async def test_archive_then_cleanup_moves_old_days_to_files_and_deletes_old_file
     assert [f["records"] for f in remaining["files"]] == [6]
 
 
-async def test_archive_and_cleanup_send_mcp_progress_notifications(api: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_archive_and_cleanup_send_mcp_progress_notifications_over_streamable_http(
+    api: httpx.AsyncClient, mcp_url: str
+) -> None:
     now = datetime.now(UTC)
     await ingest(api, [record(now - timedelta(days=d), service="shop") for d in (35, 20, 9)])
     progress: dict[str, list[tuple[float, float | None]]] = {"logs_archive": [], "logs_cleanup": []}
-    token = current_principal.set(ADMIN)
-    try:
-        async with Client(build_mcp_server(runtime)) as client:
-            for name, arguments in (("logs_archive", {"days_old": 7}), ("logs_cleanup", {"days_old": 30})):
+    async with mcp_client(mcp_url, ADMIN_KEY) as client:
+        for name, arguments in (("logs_archive", {"days_old": 7}), ("logs_cleanup", {"days_old": 30})):
 
-                async def on_progress(done: float, total: float | None, message: str | None, name: str = name) -> None:
-                    progress[name].append((done, total))
+            async def on_progress(done: float, total: float | None, message: str | None, name: str = name) -> None:
+                progress[name].append((done, total))
 
-                result = await client.call_tool(name, arguments, progress_callback=on_progress)
-                assert not result.is_error, result
-    finally:
-        current_principal.reset(token)
+            result = await client.call_tool(name, arguments, progress_callback=on_progress)
+            assert not result.is_error, result
     assert progress["logs_archive"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert progress["logs_cleanup"] == [(0, 1), (1, 1)]
 
