@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
 
+    # web (PRISM-WEB, the dashboard)
+    web_secret: SecretStr | None = Field(default=None, alias="PRISM_WEB_SECRET")
+    web_session_ttl: int = Field(default=8 * 3600, alias="PRISM_WEB_SESSION_TTL", ge=60, le=30 * 86400)
+    web_refresh_seconds: float = Field(default=2.0, alias="PRISM_WEB_REFRESH_SECONDS", ge=0.5, le=60)
+
     @field_validator("operator_keys", "read_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -113,7 +118,7 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-_SECRET_FIELDS = frozenset({"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key"})
+_SECRET_FIELDS = frozenset({"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "web_secret"})
 
 
 def _variable_name(field: str) -> str:

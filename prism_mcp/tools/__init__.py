@@ -11,6 +11,7 @@ AREAS: tuple[str, ...] = (
     "prism_mcp.tools.health",
     "prism_mcp.tools.monitoring",
     "prism_mcp.tools.audit",
+    "prism_mcp.tools.whoami",
     "prism_mcp.resources.reader",
 )
 
