@@ -31,8 +31,12 @@ class SectionView:
     answer: Answer
 
 
+ACRONYMS = {"cpu": "CPU", "ip": "IP", "id": "Id", "url": "URL", "ms": "ms", "api": "API"}
+
+
 def _label(name: object) -> str:
-    text = str(name).replace("_", " ").strip()
+    words = str(name).replace("_", " ").strip().split(" ")
+    text = " ".join(ACRONYMS.get(word.lower(), word) for word in words)
     return text[:1].upper() + text[1:]
 
 

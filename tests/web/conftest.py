@@ -49,6 +49,8 @@ class Prism:
     api: str
     web: str
     paths: frozenset[str]
+    redis_url: str
+    prefix: str
 
     def has(self, path: str) -> bool:
         return path in self.paths
@@ -66,7 +68,7 @@ async def api_paths(api: str) -> frozenset[str]:
     return frozenset(document.get("paths", {}))
 
 
-def _env(redis_url: str, data: Path, api_port: int, web_port: int, mcp_port: int) -> dict[str, str]:
+def _env(redis_url: str, prefix: str, data: Path, ports: tuple[int, int, int]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_") and k not in {"API_KEY", "REDIS_URL"}}
     return {
         **env,
@@ -74,11 +76,11 @@ def _env(redis_url: str, data: Path, api_port: int, web_port: int, mcp_port: int
         "PRISM_OPERATOR_KEYS": OPERATOR_KEY,
         "PRISM_READ_KEYS": READ_KEY,
         "REDIS_URL": redis_url,
-        "PRISM_KEY_PREFIX": f"w{uuid.uuid4().hex[:10]}:",
+        "PRISM_KEY_PREFIX": prefix,
         "PRISM_DATA_DIR": str(data),
-        "PRISM_API_PORT": str(api_port),
-        "PRISM_WEB_PORT": str(web_port),
-        "PRISM_MCP_PORT": str(mcp_port),
+        "PRISM_API_PORT": str(ports[0]),
+        "PRISM_WEB_PORT": str(ports[1]),
+        "PRISM_MCP_PORT": str(ports[2]),
         "PRISM_SAMPLE_INTERVAL": "0.5",
         "PRISM_WEB_REFRESH_SECONDS": "1",
         "PRISM_LOG_LEVEL": "WARNING",
@@ -99,13 +101,14 @@ async def _read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
 async def prism(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Prism]:
     """One ``prism up`` for a module's browser tests, on free loopback ports and its own data directory."""
     data = tmp_path_factory.mktemp("prism-up")
-    api_port, web_port, mcp_port = free_port(), free_port(), free_port()
+    ports = (free_port(), free_port(), free_port())
+    prefix = f"w{uuid.uuid4().hex[:10]}:"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "prism_mcp",
         "up",
-        env=_env(redis_url, data, api_port, web_port, mcp_port),
+        env=_env(redis_url, prefix, data, ports),
         cwd=data,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -115,8 +118,9 @@ async def prism(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         banner = await _read_until(process.stdout, BANNER_END)
         web = re.search(r"PRISM-WEB\s+(\S+)", "\n".join(banner))
         assert web is not None, banner
-        api = f"http://127.0.0.1:{api_port}"
-        yield Prism(api=api, web=web.group(1).rstrip("/"), paths=await api_paths(api))
+        api = f"http://127.0.0.1:{ports[0]}"
+        paths = await api_paths(api)
+        yield Prism(api=api, web=web.group(1).rstrip("/"), paths=paths, redis_url=redis_url, prefix=prefix)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
