@@ -56,6 +56,8 @@ class RowAction:
     extra: tuple[tuple[str, str], ...] = ()
     when: tuple[str, str] | None = None
     """Only on rows whose field has this value (resolve only firing alerts)."""
+    label: str = ""
+    """The button's text; the action's label when empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +191,10 @@ ACTIONS: dict[str, Action] = {
 
 _LOG_LEVELS = ("", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-UNBLOCK = RowAction("security_ip_action", "ip_address", "ip_address", (("action", "unblock"),))
+UNBLOCK = RowAction("security_ip_action", "ip_address", "ip_address", (("action", "unblock"),), label="Unblock")
 HEALTH = Section("health", "Status", "/monitoring/health", view="health")
 METRICS = Section("metrics", "System", "/monitoring/metrics", view="gauges")
-TRAFFIC = Section("traffic", "Requests, latency and errors", "/performance/stats")
+TRAFFIC = Section("traffic", "Requests, latency and errors", "/performance/stats", view="traffic")
 ALERTS = Section(
     "alerts",
     "Active alerts",
@@ -244,9 +246,11 @@ PAGES: dict[str, Page] = {
             (
                 Section(
                     "perf-stats",
-                    "Statistics",
+                    "Statistics per capability",
                     "/performance/stats",
+                    view="perf_stats",
                     actions=("performance_optimize", "performance_cache_clear"),
+                    wide=True,
                 ),
                 Section("perf-report", "Report and findings", "/performance/report"),
                 Section("perf-metrics", "Process and requests", "/performance/metrics", wide=True),
@@ -278,8 +282,8 @@ PAGES: dict[str, Page] = {
                     "/security/events",
                     params=(("limit", "50"),),
                     filters=(
-                        FormField("event_type", "Type", placeholder="auth_failure"),
-                        FormField("ip_address", "Address", placeholder="192.0.2.10"),
+                        FormField("type", "Type", placeholder="auth_failure"),
+                        FormField("since", "Since", placeholder="2026-01-01T00:00"),
                     ),
                     wide=True,
                 ),
@@ -288,6 +292,7 @@ PAGES: dict[str, Page] = {
                     "Rate limits",
                     "/security/rate-limits",
                     actions=("security_rate_limits_reset",),
+                    row_actions=(RowAction("security_rate_limits_reset", "client", "client", label="Reset"),),
                     wide=True,
                 ),
             ),

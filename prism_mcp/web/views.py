@@ -71,6 +71,13 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(seen)[:TABLE_COLUMNS]
 
 
+def _rows_of(value: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """A mapping of several mappings (per capability, per client) as table rows with a ``name`` column."""
+    if len(value) < 2 or not all(isinstance(v, Mapping) for v in value.values()):
+        return None
+    return [{"name": key, **item} for key, item in value.items()]
+
+
 def _threshold(health: Answer | None, measure: str, which: str, default: float) -> float:
     if health is None or not health.ok or not isinstance(health.data, Mapping):
         return default
@@ -85,6 +92,7 @@ def environment() -> Environment:
     env.filters.update(label=_label, fmt=_fmt, compact=_compact)
     env.globals.update(
         columns=_columns,
+        rows_of=_rows_of,
         threshold=_threshold,
         ring_gauge=draw.ring_gauge,
         hourly_chart=draw.hourly_chart,

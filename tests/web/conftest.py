@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 BANNER_END = "connect Claude Code"
 START_SECONDS = 30
+WEBHOOK_HOST = "127.0.0.1:9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,8 @@ def _env(redis_url: str, prefix: str, data: Path, ports: tuple[int, int, int]) -
         "PRISM_SAMPLE_INTERVAL": "0.5",
         "PRISM_WEB_REFRESH_SECONDS": "1",
         "PRISM_LOG_LEVEL": "WARNING",
+        # The settings test saves a webhook on this loopback discard port; nothing there answers.
+        "PRISM_WEBHOOK_ALLOWED_HOSTS": WEBHOOK_HOST,
     }
 
 
