@@ -17,17 +17,25 @@
     conn.className = "conn " + cls;
   }
 
+  // The last fragment applied per section: an unchanged one is left alone, so a button is never swapped
+  // out from under a pointer between press and release.
+  var applied = {};
+
   function apply(fragments) {
     Object.keys(fragments).forEach(function (id) {
       var target = document.querySelector('[data-live="' + id + '"]');
-      if (!target) { return; }
+      if (!target || applied[id] === fragments[id]) { return; }
       // Do not replace a fragment while the user is typing or has focus inside it.
       if (target.contains(document.activeElement) && document.activeElement !== document.body) { return; }
       target.innerHTML = fragments[id];
+      applied[id] = fragments[id];
     });
     if (updated) {
       updated.textContent = new Date().toLocaleTimeString();
       updated.setAttribute("datetime", new Date().toISOString());
+    }
+    if (!document.body.hasAttribute("data-live-count") && window.performance && performance.mark) {
+      performance.mark("prism:live-applied");
     }
     document.body.setAttribute("data-live-count", String(Number(document.body.getAttribute("data-live-count") || 0) + 1));
   }
