@@ -307,6 +307,7 @@ PAGES: dict[str, Page] = {
                     "/notifications/settings",
                     view="notification_settings",
                     actions=("notifications_test", "notifications_send_daily_report"),
+                    wide=True,
                 ),
                 Section(
                     "notif-history",
