@@ -252,7 +252,7 @@ PAGES: dict[str, Page] = {
                     actions=("performance_optimize", "performance_cache_clear"),
                     wide=True,
                 ),
-                Section("perf-report", "Report and findings", "/performance/report"),
+                Section("perf-report", "Report and findings", "/performance/report", wide=True),
                 Section("perf-metrics", "Process and requests", "/performance/metrics", wide=True),
             ),
         ),

@@ -54,10 +54,10 @@ def ring_gauge(label: str, value: float, warning: float, critical: float) -> Mar
 
 def hourly_chart(hourly: Sequence[Mapping[str, Any]]) -> Markup:
     """Bars per hour: all records, with the ERROR and CRITICAL share drawn over them in red."""
-    if not hourly:
+    top = max((int(h.get("total", 0)) for h in hourly), default=0)
+    if top == 0:
         return Markup('<p class="muted">No records in this window.</p>')
     width, height, pad = 720, 160, 22
-    top = max((int(h.get("total", 0)) for h in hourly), default=0) or 1
     step = (width - pad) / len(hourly)
     bars = []
     for i, hour in enumerate(hourly):

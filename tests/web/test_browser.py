@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -137,15 +138,23 @@ async def test_a_new_alert_appears_live_and_resolving_it_removes_it(admin: Any, 
 
 @needs("/monitoring/logs", "/monitoring/logs/stats")
 async def test_logs_search_filters_by_text_and_level(admin: Any, prism: Prism) -> None:
+    now = datetime.now(UTC).isoformat()
+    records = [
+        {"timestamp": now, "level": level, "service": "billing", "event": event, "message": f"{event} for web test"}
+        for level, event in (("INFO", "invoice_sent"), ("ERROR", "payment_failed"), ("ERROR", "payment_failed"))
+    ]
+    async with httpx.AsyncClient(base_url=prism.api, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        assert (await api.post("/monitoring/logs", json={"records": records})).status_code == 200
     await admin.goto(f"{prism.web}/logs")
     form = admin.locator("#log-search form.filters")
-    await form.locator("input[name=q]").fill("listening")
-    await form.locator("select[name=level]").select_option("INFO")
+    await form.locator("input[name=q]").fill("payment_failed")
+    await form.locator("select[name=level]").select_option("ERROR")
     await form.get_by_role("button", name="Filter").click()
-    await admin.wait_for_url("**/logs?*q=listening*")
-    body = await admin.text_content("#log-search .body")
+    await admin.wait_for_url("**/logs?*q=payment_failed*")
+    found = await admin.text_content("#log-search .body")
     await admin.screenshot(path=screenshot_path("logs-search"), full_page=True)
-    assert "Not available" not in (body or "")
+    assert "payment_failed for web test" in (found or "")
+    assert "invoice_sent" not in (found or "")
     assert await admin.locator("#log-stats svg.chart").count() >= 1
 
 

@@ -29,6 +29,7 @@ def test_the_hourly_chart_draws_one_bar_pair_per_hour_with_errors_in_red() -> No
 
 def test_an_empty_window_says_so_instead_of_drawing_nothing() -> None:
     assert "No records" in hourly_chart([])
+    assert "No records" in hourly_chart([{"hour": "2026-12-03T01:00:00Z", "total": 0, "errors": 0}])
     assert level_bars({}) == ""
 
 
