@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from prism_mcp.runtime import Runtime
-from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY
+from prism_mcp.serving import Listener, start_server
+from prism_mcp.web import build_web_app
+from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY, free_port
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -217,3 +219,21 @@ async def test_whoami_names_the_key_scope_without_the_key(api_url: str) -> None:
     assert data["allowed_scopes"] == ["read", "operate"]
     assert data["fingerprint"].startswith("k:")
     assert OPERATOR_KEY not in str(data)
+
+
+async def test_an_unreachable_api_is_named_on_the_sign_in_page(runtime: Runtime) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = runtime.settings.model_copy(update={"api_url": dead})
+    port = free_port()
+    web = build_web_app(Runtime(settings, runtime.store, services=frozenset({"web"})))
+    server, task = await start_server(Listener("web", web, "127.0.0.1", port))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            form = await client.get("/login")
+            answer = await client.post("/login", data={"csrf": csrf_of(form.text), "api_key": ADMIN_KEY})
+    finally:
+        server.should_exit = True
+        await task
+    assert answer.status_code == 502
+    assert f"PRISM-API at {dead} did not answer" in answer.text
+    assert "PRISM_API_URL" in answer.text
