@@ -22,6 +22,7 @@ import pytest
 
 from prism_mcp.runtime import Runtime
 from prism_mcp.serving import Listener, start_server
+from prism_mcp.store import Store
 from prism_mcp.web import build_web_app
 from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY, free_port
 
@@ -127,6 +128,18 @@ async def prism(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
+        await _drop_keys(redis_url, prefix)
+
+
+async def _drop_keys(redis_url: str, prefix: str) -> None:
+    """Leave the shared Redis as it was: every key the ``prism up`` wrote is under its own prefix."""
+    store = Store(redis_url, prefix=prefix)
+    try:
+        keys = [key async for key in store.redis.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await store.redis.unlink(*keys)
+    finally:
+        await store.close()
 
 
 @pytest.fixture
