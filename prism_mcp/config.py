@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     backup_keep: int = Field(default=7, alias="PRISM_BACKUP_KEEP", ge=1, le=1000)
     backup_rdb_timeout: float = Field(default=60.0, alias="PRISM_BACKUP_RDB_TIMEOUT", ge=0.5, le=3600)
 
+    # web (PRISM-WEB, the dashboard)
+    web_secret: SecretStr | None = Field(default=None, alias="PRISM_WEB_SECRET")
+    web_session_ttl: int = Field(default=8 * 3600, alias="PRISM_WEB_SESSION_TTL", ge=60, le=30 * 86400)
+    web_refresh_seconds: float = Field(default=2.0, alias="PRISM_WEB_REFRESH_SECONDS", ge=0.5, le=60)
+
     @field_validator(
         "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
     )
@@ -175,7 +180,7 @@ def load_settings(**overrides: object) -> Settings:
 
 
 _SECRET_FIELDS = frozenset(
-    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password"}
+    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password", "web_secret"}
 )
 
 

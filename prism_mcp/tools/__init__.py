@@ -14,6 +14,7 @@ AREAS: tuple[str, ...] = (
     "prism_mcp.tools.notifications",
     "prism_mcp.tools.worker",
     "prism_mcp.tools.audit",
+    "prism_mcp.tools.whoami",
     "prism_mcp.resources.reader",
     "prism_mcp.resources.runbook",
     "prism_mcp.tools.agentic",
