@@ -25,9 +25,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prism_mcp.auth import KeyRing, current_principal
 from prism_mcp.capability import Capability, Principal, invoke, registry, validate_arguments
-from prism_mcp.errors import ForbiddenError, InvalidApiKeyError, MethodNotAllowedError, PrismError
+from prism_mcp.errors import InvalidApiKeyError, MethodNotAllowedError, PrismError
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
+from prism_mcp.http_bridge.hardening import SecurityHeaders
 from prism_mcp.runtime import Runtime
 
 __all__ = ["INSTRUCTIONS", "McpGate", "build_mcp_server", "mcp_http_app"]
@@ -103,6 +104,9 @@ class _ValidateFirst:
     it here first gives an MCP caller the same short message, naming the field, that REST gives.
     """
 
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call" or not ctx.params:
             return await call_next(ctx)
@@ -112,9 +116,8 @@ class _ValidateFirst:
         try:
             principal = _principal()
             if not principal.allows(cap.scope):
-                raise ForbiddenError(
-                    f"{cap.name} needs the {cap.scope.value} scope; this key has {principal.scope.value}"
-                )
+                # Refused through invoke, so the denial reaches the observers (a security event) as on REST.
+                await invoke(self.runtime, cap, principal, {}, surface="mcp")
             validate_arguments(cap, ctx.params.get("arguments") or {})
         except PrismError as exc:
             return _error_result(exc)
@@ -129,7 +132,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=runtime.version,
         log_level=runtime.settings.log_level,  # type: ignore[arg-type]
-        middleware=[_ValidateFirst()],
+        middleware=[_ValidateFirst(runtime)],
     )
     for cap in registry:
         if cap.is_resource:
@@ -222,7 +225,7 @@ def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None) -> ASGIApp:
         transport_security=transport_security(runtime),
         max_request_body_size=runtime.settings.max_body_bytes,
     )
-    return McpGate(app, runtime, keys or KeyRing(runtime.settings))
+    return SecurityHeaders(McpGate(app, runtime, keys or KeyRing(runtime.settings)))
 
 
 def dump_listing(server: MCPServer) -> str:

@@ -10,6 +10,7 @@ __all__ = ["AREAS", "load_all"]
 AREAS: tuple[str, ...] = (
     "prism_mcp.tools.health",
     "prism_mcp.tools.monitoring",
+    "prism_mcp.tools.security",
     "prism_mcp.resources.reader",
 )
 
