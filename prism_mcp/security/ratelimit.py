@@ -16,6 +16,7 @@ written while it lasted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 
 from prism_mcp.alerts import fire, resolve_fingerprint
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 FALLBACK_ALERT = "security:rate_limiter_fallback"
 CLIENTS_KEEP_SECONDS = 86400
+POOL_SIZE = 32
 _FAILURES = (RedisError, *CONNECTION_ERRORS)
 
 
@@ -72,12 +75,21 @@ class Limiter:
         self.runtime = runtime
         self.requests: RateLimitItem = parse(settings.rate_limit)
         self.failures: RateLimitItem = parse(settings.auth_failure_limit)
-        # The limiter shares the store's connection pool: one set of timeouts, and closing the store closes it.
+        # A pool of its own that makes a burst wait for a free connection instead of failing: with the default
+        # pool a burst beyond its size raises "Too many connections", which would read as Redis being down. The
+        # wait is bounded by the socket timeouts of the connections in use, so only a real outage falls back.
+        self.pool = BlockingConnectionPool.from_url(
+            store.url,
+            max_connections=POOL_SIZE,
+            timeout=None,
+            socket_timeout=store.timeout,
+            socket_connect_timeout=min(store.timeout, 1.0),
+        )
         self.storage = RedisStorage(
             _limits_uri(store.url),
             implementation="redispy",
             key_prefix=store.key("ratelimit"),
-            connection_pool=store.redis.connection_pool,
+            connection_pool=self.pool,
         )
         self.remote = MovingWindowRateLimiter(self.storage)
         self.local = MovingWindowRateLimiter(MemoryStorage())
@@ -119,6 +131,10 @@ class Limiter:
             if not self.degraded:
                 await self.remote.clear(item, client)
         self.throttled.pop(client.removeprefix("ip:"), None)
+
+    async def close(self) -> None:
+        with contextlib.suppress(*_FAILURES):
+            await self.pool.disconnect()
 
     def throttle(self, ip: str, until: float) -> None:
         self.throttled[ip] = until
@@ -202,6 +218,10 @@ def limiter(runtime: Runtime) -> Limiter:
 @background_task("security_rate_limiter", services=("api", "mcp", "web"))
 async def watch_limiter(runtime: Runtime) -> None:
     """Every second: record which clients were seen and bring the Redis limiter back after an outage."""
-    while True:
-        await asyncio.sleep(1.0)
-        await limiter(runtime).watch_once()
+    gate = limiter(runtime)
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            await gate.watch_once()
+    finally:
+        await gate.close()

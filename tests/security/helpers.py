@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from prism_mcp.runtime import Runtime
+from prism_mcp.security_events import SecurityEvent, read_events
 from tests.conftest import ADMIN_KEY
 
 T = TypeVar("T")
@@ -51,3 +53,8 @@ MCP_INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+async def stored_events(runtime: Runtime, type: str) -> list[SecurityEvent]:
+    """The events of ``type`` as stored, read from Redis directly (for clients the door now refuses)."""
+    return await read_events(runtime.store, limit=1000, type=type)

@@ -9,7 +9,7 @@ import httpx
 from prism_mcp.runtime import Runtime, dashboard_sections
 from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY
 from tests.mcp_client import mcp_client
-from tests.security.helpers import MCP_HEADERS, MCP_INITIALIZE, bearer, client_from, eventually, events_of
+from tests.security.helpers import MCP_HEADERS, MCP_INITIALIZE, bearer, client_from, events_of, eventually
 
 
 async def _ip_action(api: httpx.AsyncClient, **body: Any) -> httpx.Response:
