@@ -4,7 +4,8 @@ Guards and observers call :func:`emit`, which only puts the event on a bounded i
 are synchronous and no door may wait on Redis for its record). A background task drains the queue in
 batches: one Redis pipeline per batch appends the events to the stream, bumps the hourly counters the summary
 reads, and counts each rule's window; a rule whose count reaches its threshold fires a ``security`` alert and,
-with ``PRISM_AUTO_BLOCK``, blocks the address for ``PRISM_AUTO_BLOCK_TTL`` seconds. When the queue is full
+with ``PRISM_AUTO_BLOCK``, blocks the address for ``PRISM_AUTO_BLOCK_TTL`` seconds (volume rules only: brute
+force, rate-limit storms and scanning). When the queue is full
 new events are dropped and counted; a flood must not grow memory.
 """
 
@@ -56,13 +57,15 @@ class Rule:
     threshold_setting: str
     severity: str
     title: str
+    auto_block: bool = True
 
 
 RULES: tuple[Rule, ...] = (
     Rule("brute_force", "auth_failure", "brute_force_threshold", "critical", "Brute force from {ip}"),
     Rule("rate_limit_storm", "rate_limited", "rate_limit_storm_threshold", "warning", "Rate-limit storm from {ip}"),
     Rule("scanning", "not_found", "scan_threshold", "warning", "Scanning from {ip}"),
-    Rule("suspicious_payload", "suspicious_request", "", "warning", "Suspicious requests from {ip}"),
+    # One pattern match is evidence, not proof: it raises an alert but never blocks by itself.
+    Rule("suspicious_payload", "suspicious_request", "", "warning", "Suspicious requests from {ip}", False),
 )
 _RULE_BY_TYPE = {rule.event_type: rule for rule in RULES}
 
@@ -186,7 +189,7 @@ async def _raise_alert(runtime: Runtime, rule: Rule, event: Pending, count: int,
     )
     if started:
         logger.warning("security_alert_fired", extra={"rule": rule.name, "client_ip": ip, "count": count})
-    if runtime.settings.auto_block:
+    if runtime.settings.auto_block and rule.auto_block:
         await _auto_block(runtime, rule, ip)
 
 
