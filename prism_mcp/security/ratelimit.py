@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 FALLBACK_ALERT = "security:rate_limiter_fallback"
 CLIENTS_KEEP_SECONDS = 86400
 POOL_SIZE = 32
+# Longer than the store's timeout on purpose: on a saturated event loop a healthy Redis can look slow, and a
+# timeout here switches the whole process to per-process limits. A refused or reset connection (Redis really
+# gone) still falls back at once; a Redis that hangs is detected after this long, once.
+COMMAND_TIMEOUT = 10.0
 _FAILURES = (RedisError, *CONNECTION_ERRORS)
 
 
@@ -82,7 +86,7 @@ class Limiter:
             store.url,
             max_connections=POOL_SIZE,
             timeout=None,
-            socket_timeout=store.timeout,
+            socket_timeout=max(COMMAND_TIMEOUT, store.timeout),
             socket_connect_timeout=min(store.timeout, 1.0),
         )
         self.storage = RedisStorage(
