@@ -8,16 +8,17 @@ with a TTL carry their expiry time, so they stop matching on time even while the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from dataclasses import dataclass
 
-from prism_mcp.runtime import Runtime
+from prism_mcp.runtime import Runtime, background_task
 from prism_mcp.security.addresses import Address, Network, parse_network
 from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 
-__all__ = ["BlockList", "Entry", "block", "blocklist", "unblock"]
+__all__ = ["BlockList", "Entry", "block", "blocklist", "refresh_blocklist", "unblock"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +146,16 @@ async def unblock(runtime: Runtime, network: Network) -> Entry | None:
         await pipe.execute()
     await blocklist(runtime).refresh(store, force=True)
     return Entry.from_json(str(network), raw)
+
+
+@background_task("security_blocklist", services=("api", "mcp", "web"))
+async def refresh_blocklist(runtime: Runtime) -> None:
+    """Every ``PRISM_BLOCKLIST_REFRESH`` seconds, pick up changes made by other processes; keep the snapshot
+    (and say so once) while Redis cannot be reached."""
+    snapshot = blocklist(runtime)
+    while True:
+        try:
+            await snapshot.refresh(runtime.store)
+        except CONNECTION_ERRORS:
+            snapshot.mark_stale()
+        await asyncio.sleep(runtime.settings.blocklist_refresh)

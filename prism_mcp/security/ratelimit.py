@@ -39,9 +39,11 @@ logger = logging.getLogger(__name__)
 FALLBACK_ALERT = "security:rate_limiter_fallback"
 CLIENTS_KEEP_SECONDS = 86400
 POOL_SIZE = 32
-# Longer than the store's timeout on purpose: on a saturated event loop a healthy Redis can look slow, and a
-# timeout here switches the whole process to per-process limits. A refused or reset connection (Redis really
-# gone) still falls back at once; a Redis that hangs is detected after this long, once.
+CLOSE_SECONDS = 2.0
+# Longer than the store's timeouts on purpose: on a saturated event loop a healthy Redis can look slow (a burst
+# opens the pool's connections while the loop is busy), and a timeout here switches the whole process to
+# per-process limits. A refused or reset connection (Redis really gone) still falls back at once; a Redis that
+# hangs is detected after this long, once.
 COMMAND_TIMEOUT = 10.0
 _FAILURES = (RedisError, *CONNECTION_ERRORS)
 
@@ -87,7 +89,7 @@ class Limiter:
             max_connections=POOL_SIZE,
             timeout=None,
             socket_timeout=max(COMMAND_TIMEOUT, store.timeout),
-            socket_connect_timeout=min(store.timeout, 1.0),
+            socket_connect_timeout=COMMAND_TIMEOUT,
         )
         self.storage = RedisStorage(
             _limits_uri(store.url),
@@ -137,8 +139,9 @@ class Limiter:
         self.throttled.pop(client.removeprefix("ip:"), None)
 
     async def close(self) -> None:
-        with contextlib.suppress(*_FAILURES):
-            await self.pool.disconnect()
+        # Bounded: shutting down must not wait on a Redis that stopped answering.
+        with contextlib.suppress(TimeoutError, *_FAILURES):
+            await asyncio.wait_for(self.pool.disconnect(), CLOSE_SECONDS)
 
     def throttle(self, ip: str, until: float) -> None:
         self.throttled[ip] = until

@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 
 from prism_mcp.runtime import Runtime, dashboard_sections
+from prism_mcp.security.addresses import parse_network
+from prism_mcp.security.blocklist import block
+from prism_mcp.store import Store
 from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY
 from tests.mcp_client import mcp_client
 from tests.security.helpers import MCP_HEADERS, MCP_INITIALIZE, bearer, client_from, events_of, eventually
@@ -182,3 +185,16 @@ async def test_dashboard_section_and_health_report_the_security_state(api: httpx
         c for c in health["components"] if c["name"] == "security"
     ).items()
     assert ADMIN_KEY not in str(section)
+
+
+async def test_a_block_made_by_another_process_reaches_this_one(api_url: str, runtime: Runtime) -> None:
+    other_store = Store(runtime.store.url, prefix=runtime.store.prefix)
+    other = Runtime(runtime.settings, other_store, services=frozenset())
+    await block(other, parse_network("127.0.0.2"), reason="from a replica", ttl_seconds=None, by="replica")
+    await other_store.close()
+    async with client_from("127.0.0.2", api_url, READ_KEY) as client:
+
+        async def refused() -> bool:
+            return (await client.get("/security/ips")).status_code == 403
+
+        await eventually(refused, within=5)
