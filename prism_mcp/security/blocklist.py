@@ -154,8 +154,10 @@ async def refresh_blocklist(runtime: Runtime) -> None:
     (and say so once) while Redis cannot be reached."""
     snapshot = blocklist(runtime)
     while True:
+        # Sleep first: the first request loads the snapshot itself (ensure_loaded), and a runtime stopped at
+        # once is then cancelled in a sleep rather than while redis-py opens its first connection.
+        await asyncio.sleep(runtime.settings.blocklist_refresh)
         try:
             await snapshot.refresh(runtime.store)
         except CONNECTION_ERRORS:
             snapshot.mark_stale()
-        await asyncio.sleep(runtime.settings.blocklist_refresh)
