@@ -135,8 +135,28 @@ class Settings(BaseSettings):
     web_session_ttl: int = Field(default=8 * 3600, alias="PRISM_WEB_SESSION_TTL", ge=60, le=30 * 86400)
     web_refresh_seconds: float = Field(default=2.0, alias="PRISM_WEB_REFRESH_SECONDS", ge=0.5, le=60)
 
+    # security: rate limits, trusted proxies, the block list, alert rules
+    rate_limit: str = Field(default="600/minute", alias="PRISM_RATE_LIMIT", min_length=1)
+    auth_failure_limit: str = Field(default="20/minute", alias="PRISM_AUTH_FAILURE_LIMIT", min_length=1)
+    trusted_proxies: CsvList = Field(default_factory=list, alias="PRISM_TRUSTED_PROXIES")
+    never_block: CsvList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"], alias="PRISM_NEVER_BLOCK")
+    blocklist_refresh: float = Field(default=1.0, alias="PRISM_BLOCKLIST_REFRESH", ge=0.1, le=60)
+    security_rule_window: int = Field(default=300, alias="PRISM_SECURITY_RULE_WINDOW", ge=10, le=86400)
+    brute_force_threshold: int = Field(default=10, alias="PRISM_BRUTE_FORCE_THRESHOLD", ge=1, le=100_000)
+    rate_limit_storm_threshold: int = Field(default=50, alias="PRISM_RATE_LIMIT_STORM_THRESHOLD", ge=1, le=1_000_000)
+    scan_threshold: int = Field(default=30, alias="PRISM_SCAN_THRESHOLD", ge=1, le=100_000)
+    auto_block: bool = Field(default=False, alias="PRISM_AUTO_BLOCK")
+    auto_block_ttl: int = Field(default=3600, alias="PRISM_AUTO_BLOCK_TTL", ge=1, le=30 * 86400)
+
     @field_validator(
-        "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
+        "operator_keys",
+        "read_keys",
+        "allowed_hosts",
+        "allowed_origins",
+        "webhook_allowed_hosts",
+        "trusted_proxies",
+        "never_block",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -154,6 +174,29 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a URL starting with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("rate_limit", "auth_failure_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError("expected a rate such as 600/minute or 10/second") from exc
+        return value
+
+    @field_validator("trusted_proxies", "never_block")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"expected IP addresses or CIDR ranges, comma-separated; {item!r} is neither") from exc
         return value
 
     @cached_property

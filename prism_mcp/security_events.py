@@ -80,12 +80,18 @@ def _parse(entry_id: str, fields: dict[str, str]) -> SecurityEvent:
     )
 
 
+def _stream_id(since: datetime) -> str:
+    # A time without a zone is UTC; stream ids cannot be negative, so anything before 1970 reads from the start.
+    moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return f"{max(0, int(moment.timestamp() * 1000))}-0"
+
+
 async def read_events(
     store: Store, *, limit: int = 50, type: str | None = None, since: datetime | None = None
 ) -> list[SecurityEvent]:
     """Newest first; ``type`` and ``since`` filter. Reads at most ``limit`` matches, scanning in pages."""
     out: list[SecurityEvent] = []
-    low = f"{int(since.timestamp() * 1000)}-0" if since else "-"
+    low = _stream_id(since) if since else "-"
     high = "+"
     while len(out) < limit:
         page = await store.redis.xrevrange(events_key(store), max=high, min=low, count=max(100, limit))

@@ -25,9 +25,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prism_mcp.auth import KeyRing, current_principal
 from prism_mcp.capability import Capability, Principal, Registry, invoke, registry, validate_arguments
-from prism_mcp.errors import ForbiddenError, InvalidApiKeyError, MethodNotAllowedError, PrismError
+from prism_mcp.errors import InvalidApiKeyError, MethodNotAllowedError, PrismError
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
+from prism_mcp.http_bridge.hardening import SecurityHeaders
 from prism_mcp.listing import compact_tool, short_title
 from prism_mcp.resources.prompts import register_prompts
 from prism_mcp.runtime import Runtime
@@ -111,7 +112,8 @@ class _ValidateFirst:
     it here first gives an MCP caller the same short message, naming the field, that REST gives.
     """
 
-    def __init__(self, caps: Registry) -> None:
+    def __init__(self, runtime: Runtime, caps: Registry) -> None:
+        self.runtime = runtime
         self.caps = caps
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -123,9 +125,8 @@ class _ValidateFirst:
         try:
             principal = _principal()
             if not principal.allows(cap.scope):
-                raise ForbiddenError(
-                    f"{cap.name} needs the {cap.scope.value} scope; this key has {principal.scope.value}"
-                )
+                # Refused through invoke, so the denial reaches the observers (a security event) as on REST.
+                await invoke(self.runtime, cap, principal, {}, surface="mcp")
             validate_arguments(cap, ctx.params.get("arguments") or {})
         except PrismError as exc:
             return _error_result(exc)
@@ -147,7 +148,7 @@ def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=runtime.version,
         log_level=runtime.settings.log_level,  # type: ignore[arg-type]
-        middleware=[_ValidateFirst(caps)],
+        middleware=[_ValidateFirst(runtime, caps)],
     )
     for cap in caps:
         if cap.is_resource:
@@ -248,4 +249,4 @@ def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry =
         transport_security=transport_security(runtime),
         max_request_body_size=runtime.settings.max_body_bytes,
     )
-    return McpGate(app, runtime, keys or KeyRing(runtime.settings))
+    return SecurityHeaders(McpGate(app, runtime, keys or KeyRing(runtime.settings)))

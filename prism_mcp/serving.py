@@ -47,6 +47,9 @@ def _config(listener: Listener) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for any loopback peer;
+        # PRISM decides whom to believe itself (PRISM_TRUSTED_PROXIES, see prism_mcp.security.addresses).
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         timeout_keep_alive=30,
     )

@@ -19,7 +19,8 @@ from prism_mcp.auth import KeyRing
 from prism_mcp.capability import Capability, Registry, invoke, path_regex, registry
 from prism_mcp.errors import MethodNotAllowedError, NotFoundError, PrismError
 from prism_mcp.http_bridge.envelope import error_response, json_response, success_body
-from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address
+from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address, report_not_found
+from prism_mcp.http_bridge.hardening import DEFAULT_CSP, SecurityHeaders
 from prism_mcp.http_bridge.openapi import openapi_document
 from prism_mcp.http_bridge.params import list_params, read_arguments
 from prism_mcp.runtime import Runtime
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
 Endpoint = Callable[[Request], Awaitable[Response]]
+# The one HTML page on this port (/docs) carries its script and style inline.
+DOCS_CSP = DEFAULT_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+)
 
 
 def request_info(runtime: Runtime, request: Request, port: Port = "api") -> RequestInfo:
@@ -137,6 +142,11 @@ class _Envelope:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            await report_not_found(runtime, request_info(runtime, request))
+        except PrismError as refused:
+            return error_response(refused)
         return error_response(NotFoundError(f"no route {request.method} {request.url.path}; see /openapi.json"))
     if exc.status_code == 405:
         return error_response(MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}"))
@@ -207,4 +217,4 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry 
     templated = [(path_regex(path), methods) for path, methods in by_template.items()]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.runtime = runtime
-    return _Envelope(_Router(table, templated, app))
+    return SecurityHeaders(_Envelope(_Router(table, templated, app)), csp=DOCS_CSP)

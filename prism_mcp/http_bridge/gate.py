@@ -2,7 +2,8 @@
 
 Areas add guards without editing the bridges: a *pre-auth* guard runs before the key is read (the block list),
 a *post-auth* guard after it (rate limits) and may add response headers, and an *auth-failure* hook hears of
-every refused key (security events, the failed-authentication limit).
+every refused key (security events, the failed-authentication limit). A *not-found* hook hears of every
+request for an unknown route (scanning) and may answer it instead (a blocked address).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ __all__ = [
     "admit",
     "auth_failure_hook",
     "client_address",
+    "not_found_hook",
     "post_auth_guard",
     "pre_auth_guard",
+    "report_not_found",
     "screen",
 ]
 
@@ -46,10 +49,12 @@ class RequestInfo:
 PreAuthGuard = Callable[[Runtime, RequestInfo], Awaitable[None]]
 PostAuthGuard = Callable[[Runtime, RequestInfo, Principal], Awaitable[None]]
 AuthFailureHook = Callable[[Runtime, RequestInfo, PrismError], Awaitable[None]]
+NotFoundHook = Callable[[Runtime, RequestInfo], Awaitable[None]]
 
 _PRE: list[PreAuthGuard] = []
 _POST: list[PostAuthGuard] = []
 _FAIL: list[AuthFailureHook] = []
+_MISS: list[NotFoundHook] = []
 
 ClientAddressResolver = Callable[[Runtime, str, Mapping[str, str]], str]
 _resolver: list[ClientAddressResolver] = []
@@ -67,6 +72,11 @@ def post_auth_guard(fn: PostAuthGuard) -> PostAuthGuard:
 
 def auth_failure_hook(fn: AuthFailureHook) -> AuthFailureHook:
     _FAIL.append(fn)
+    return fn
+
+
+def not_found_hook(fn: NotFoundHook) -> NotFoundHook:
+    _MISS.append(fn)
     return fn
 
 
@@ -100,3 +110,9 @@ async def admit(runtime: Runtime, keys: KeyRing, info: RequestInfo) -> Principal
     for post in _POST:
         await post(runtime, info, principal)
     return principal
+
+
+async def report_not_found(runtime: Runtime, info: RequestInfo) -> None:
+    """Tell the not-found hooks of a request for an unknown route; a hook raises to answer it instead."""
+    for hook in _MISS:
+        await hook(runtime, info)

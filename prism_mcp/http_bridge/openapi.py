@@ -30,6 +30,7 @@ _ERROR = {
 _ERRORS = {
     "401": "Missing or invalid API key (`Invalid API key`).",
     "403": "The key's scope does not allow this, or the address is blocked.",
+    "404": "Something the parameters name does not exist; the message says what and how to list them.",
     "413": "Request body too large.",
     "422": "Invalid input; the message names the field and the bound.",
     "429": "Rate limit exceeded; see Retry-After.",

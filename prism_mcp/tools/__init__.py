@@ -11,6 +11,7 @@ AREAS: tuple[str, ...] = (
     "prism_mcp.tools.health",
     "prism_mcp.tools.monitoring",
     "prism_mcp.tools.logs",
+    "prism_mcp.tools.security",
     "prism_mcp.tools.notifications",
     "prism_mcp.tools.worker",
     "prism_mcp.tools.audit",
