@@ -38,6 +38,7 @@ __all__ = [
     "add_sink",
     "configure_logging",
     "current_service",
+    "json_formatter",
     "remove_sink",
     "service_context",
     "service_for_surface",
@@ -70,6 +71,15 @@ def service_context(service: str) -> Iterator[None]:
         current_service.reset(token)
 
 
+_HTTP_CLIENTS = ("httpx", "httpx2", "httpcore")
+
+
+def _no_client_chatter(record: logging.LogRecord) -> bool:
+    # HTTP client libraries log every request with its full URL at INFO and DEBUG, and a URL can be a secret
+    # (a Slack webhook's path is its credential). Their warnings and errors still pass.
+    return record.levelno >= logging.WARNING or not record.name.startswith(_HTTP_CLIENTS)
+
+
 class CaptureSink(logging.Handler):
     """A logging handler that keeps records in a bounded buffer for one log writer.
 
@@ -87,6 +97,7 @@ class CaptureSink(logging.Handler):
         self.accepted = 0
         self._count_lock = threading.Lock()
         self._rendered: list[dict[str, Any]] = []
+        self.addFilter(_no_client_chatter)
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=_shared_chain(),
@@ -244,7 +255,8 @@ def _shared_chain() -> list[Processor]:
     ]
 
 
-def _formatter() -> structlog.stdlib.ProcessorFormatter:
+def json_formatter() -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of PRISM's log lines: one JSON object per record, for any stdlib handler."""
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_chain(),
         processors=[
@@ -264,7 +276,8 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     global _process_service
     _process_service = service
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(_formatter())
+    handler.addFilter(_no_client_chatter)
+    handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -272,8 +285,8 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
         library = logging.getLogger(name)
         library.handlers.clear()
         library.propagate = True
-    logging.getLogger("httpx").setLevel("WARNING")
-    logging.getLogger("httpx2").setLevel("WARNING")
+    for name in _HTTP_CLIENTS:
+        logging.getLogger(name).setLevel("WARNING")
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

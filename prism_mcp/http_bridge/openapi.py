@@ -31,9 +31,11 @@ _ERRORS = {
     "401": "Missing or invalid API key (`Invalid API key`).",
     "403": "The key's scope does not allow this, or the address is blocked.",
     "404": "Something the parameters name does not exist; the message says what and how to list them.",
+    "409": "The current state does not allow it (for example a channel that is not enabled).",
     "413": "Request body too large.",
     "422": "Invalid input; the message names the field and the bound.",
     "429": "Rate limit exceeded; see Retry-After.",
+    "502": "An upstream service failed (`Notion API error`, the model server).",
     "503": "Redis connection failed.",
 }
 

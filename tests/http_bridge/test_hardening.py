@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from prism_mcp.capability import registry
-from prism_mcp.logsetup import JsonFormatter
+from prism_mcp.logsetup import json_formatter
 from prism_mcp.runtime import Runtime
 from prism_mcp.security_events import read_events
 from tests.conftest import ADMIN_KEY, OPERATOR_KEY, READ_KEY
@@ -32,7 +32,7 @@ def captured_logs() -> Iterator[io.StringIO]:
     """
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("test"))
+    handler.setFormatter(json_formatter())
     handler.addFilter(lambda record: not record.name.startswith(CLIENT_LOGGERS))
     root = logging.getLogger()
     level = root.level
@@ -120,4 +120,5 @@ async def test_no_key_appears_in_any_response_log_line_metric_or_event(
     everything = "\n".join(seen)
     assert "auth_failure" in everything
     for secret in SECRETS:
-        assert secret not in everything
+        at = everything.find(secret)
+        assert at < 0, everything[max(0, at - 400) : at + 100]
