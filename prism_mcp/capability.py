@@ -390,6 +390,7 @@ async def invoke(
     call = Call(runtime, principal, surface, request_id or uuid.uuid4().hex[:16], cap, progress)
     started = time.perf_counter()
     outcome, status = "ok", 200
+    runtime.in_flight += 1
     try:
         if not principal.allows(cap.scope):
             raise ForbiddenError(
@@ -409,6 +410,7 @@ async def invoke(
         logger.exception("capability_crashed", extra={"capability": cap.name, "request_id": call.request_id})
         raise PrismError() from exc
     finally:
+        runtime.in_flight -= 1
         seconds = time.perf_counter() - started
         for observer in runtime.observers:
             observer(cap, call, outcome, status, seconds)

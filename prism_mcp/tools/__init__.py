@@ -11,6 +11,9 @@ AREAS: tuple[str, ...] = (
     "prism_mcp.tools.health",
     "prism_mcp.tools.monitoring",
     "prism_mcp.tools.audit",
+    "prism_mcp.tools.dashboard",
+    "prism_mcp.tools.performance",
+    "prism_mcp.tools.alerting",
     "prism_mcp.resources.reader",
 )
 
