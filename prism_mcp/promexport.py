@@ -172,7 +172,7 @@ def _system(sample: Sample) -> Iterator[Metric]:
         ("prism_system_memory_available_bytes", "Memory available on the machine.", sample.memory_available),
         ("prism_system_disk_free_bytes", "Free space on the file system holding PRISM's data.", sample.disk_free),
         ("prism_system_load1", "1 minute load average.", sample.load_average[0]),
-        ("prism_system_cpu_count", "Logical CPUs of the machine.", sample.cpu_count),
+        ("prism_system_cpus", "Logical CPUs of the machine.", sample.cpu_count),
     )
     for name, text, value in gauges:
         yield GaugeMetricFamily(name, text, value=float(value))
