@@ -34,7 +34,7 @@ from prism_mcp.errors import RedisUnavailableError
 from prism_mcp.runtime import Runtime
 from prism_mcp.sampler import Sample, latest_sample
 from prism_mcp.store.connection import CONNECTION_ERRORS
-from prism_mcp.telemetry import LATENCY_BOUNDS, Telemetry, telemetry_of
+from prism_mcp.telemetry import LATENCY_BOUNDS, Cell, Telemetry, telemetry_of
 
 __all__ = ["HttpMetrics", "metrics_endpoint", "render"]
 
@@ -87,22 +87,29 @@ def _histogram(counts: list[int]) -> list[tuple[str, float]]:
     return buckets
 
 
+def _by_status(cells: dict[tuple[str, str, int], Cell]) -> dict[tuple[str, str], Cell]:
+    merged: dict[tuple[str, str], Cell] = {}
+    for (first, second, _), cell in cells.items():
+        merged.setdefault((first, second), Cell()).merge(cell)
+    return merged
+
+
 def _requests(telemetry: Telemetry) -> Iterator[Metric]:
     total = CounterMetricFamily(
         "prism_requests",
         "Capability invocations by capability, surface and status.",
         labels=["capability", "surface", "status"],
     )
-    for (cap, surface, status), n in sorted(telemetry.totals.items()):
-        total.add_metric([cap, surface, str(status)], n)
+    for (cap, surface, status), cell in sorted(telemetry.totals.items()):
+        total.add_metric([cap, surface, str(status)], cell.count)
     yield total
     duration = HistogramMetricFamily(
         "prism_request_duration_seconds",
         "Invocation latency by capability and surface.",
         labels=["capability", "surface"],
     )
-    for key, counts in sorted(telemetry.histograms.items()):
-        duration.add_metric(list(key), _histogram(counts), sum_value=telemetry.seconds[key])
+    for key, cell in sorted(_by_status(telemetry.totals).items()):
+        duration.add_metric(list(key), _histogram(cell.histogram), sum_value=cell.seconds)
     yield duration
 
 
@@ -112,16 +119,16 @@ def _http(telemetry: Telemetry) -> Iterator[Metric]:
         "HTTP requests on the API port by route template, method and status.",
         labels=["route", "method", "status"],
     )
-    for (route, method, status), n in sorted(telemetry.http_totals.items()):
-        total.add_metric([route, method, str(status)], n)
+    for (route, method, status), cell in sorted(telemetry.http_totals.items()):
+        total.add_metric([route, method, str(status)], cell.count)
     yield total
     duration = HistogramMetricFamily(
         "prism_http_request_duration_seconds",
         "HTTP request latency on the API port by route template and method.",
         labels=["route", "method"],
     )
-    for key, counts in sorted(telemetry.http_histograms.items()):
-        duration.add_metric(list(key), _histogram(counts), sum_value=telemetry.http_seconds[key])
+    for key, cell in sorted(_by_status(telemetry.http_totals).items()):
+        duration.add_metric(list(key), _histogram(cell.histogram), sum_value=cell.seconds)
     yield duration
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "LATENCY_BOUNDS",
     "WINDOWS",
     "Aggregate",
+    "Cell",
     "Figures",
     "Telemetry",
     "WindowData",
@@ -154,52 +155,71 @@ class WindowData:
         return total
 
 
+class Cell:
+    """Requests of one (capability, surface, status): how many, seconds spent, and the latency histogram."""
+
+    __slots__ = ("count", "histogram", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.histogram = [0] * (len(LATENCY_BOUNDS) + 1)
+
+    def add(self, slot: int, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.histogram[slot] += 1
+
+    def merge(self, other: Cell) -> None:
+        self.count += other.count
+        self.seconds += other.seconds
+        self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
+
+
+CellKey = tuple[str, str, int]
+
+
 class Telemetry:
-    """One process's request figures: pending buckets for Redis and lifetime totals for Prometheus."""
+    """One process's request figures: pending buckets for Redis and lifetime totals for Prometheus.
+
+    Both are keyed by ``(capability, surface, status)`` (HTTP: ``(route, method, status)``); field names for
+    Redis are only built at flush time, so recording stays a few dictionary lookups.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.instance = uuid.uuid4().hex[:12]
-        self.pending: dict[int, defaultdict[str, float]] = {}
+        self.pending: dict[int, dict[CellKey, Cell]] = {}
         self.pending_cache: defaultdict[str, int] = defaultdict(int)
-        self.totals: defaultdict[tuple[str, str, int], int] = defaultdict(int)
-        self.histograms: dict[tuple[str, str], list[int]] = {}
-        self.seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
+        self.totals: dict[CellKey, Cell] = {}
+        self.http_totals: dict[CellKey, Cell] = {}
         self.cache_totals: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.http_totals: defaultdict[tuple[str, str, int], int] = defaultdict(int)
-        self.http_histograms: dict[tuple[str, str], list[int]] = {}
-        self.http_seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.flush_failures = 0
 
     def observe(self, cap: Capability, call: Call, outcome: str, status: int, seconds: float) -> None:
         """The invoke observer: a handful of in-memory updates, never I/O."""
-        name, surface = cap.name, call.surface
+        key = (cap.name, call.surface, status)
         slot = bisect_left(LATENCY_BOUNDS, seconds)
         start = int(time.time() // FINE) * FINE
-        fields = self.pending.get(start)
-        if fields is None:
-            fields = self.pending[start] = defaultdict(float)
-        fields[f"n|{name}|{surface}|{status}"] += 1
-        fields[f"t|{name}"] += seconds
-        fields[f"h|{name}|{slot}"] += 1
-
-        self.totals[(name, surface, status)] += 1
-        key = (name, surface)
-        histogram = self.histograms.get(key)
-        if histogram is None:
-            histogram = self.histograms[key] = [0] * (len(LATENCY_BOUNDS) + 1)
-        histogram[slot] += 1
-        self.seconds[key] += seconds
+        cells = self.pending.get(start)
+        if cells is None:
+            cells = self.pending[start] = {}
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell()
+        cell.add(slot, seconds)
+        total = self.totals.get(key)
+        if total is None:
+            total = self.totals[key] = Cell()
+        total.add(slot, seconds)
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request on the API port, by route template (or ``unmatched``); Prometheus only."""
-        self.http_totals[(route, method, status)] += 1
-        key = (route, method)
-        histogram = self.http_histograms.get(key)
-        if histogram is None:
-            histogram = self.http_histograms[key] = [0] * (len(LATENCY_BOUNDS) + 1)
-        histogram[bisect_left(LATENCY_BOUNDS, seconds)] += 1
-        self.http_seconds[key] += seconds
+        key = (route, method, status)
+        cell = self.http_totals.get(key)
+        if cell is None:
+            cell = self.http_totals[key] = Cell()
+        cell.add(bisect_left(LATENCY_BOUNDS, seconds), seconds)
 
     def count_cache(self, name: str, hit: bool) -> None:
         outcome = "hit" if hit else "miss"
@@ -215,15 +235,15 @@ class Telemetry:
         cache, self.pending_cache = self.pending_cache, defaultdict(int)
         store = self.runtime.store
         pipe = store.redis.pipeline(transaction=False)
-        for start, fields in pending.items():
+        for start, cells in pending.items():
             fine = store.key("telemetry", f"{FINE}s", start)
             coarse = store.key("telemetry", f"{COARSE}s", start // COARSE * COARSE)
-            for name, value in fields.items():
-                for key in (fine, coarse):
-                    if name.startswith("t|"):
-                        pipe.hincrbyfloat(key, name, value)
-                    else:
-                        pipe.hincrby(key, name, int(value))
+            counts, seconds = _fields(cells)
+            for key in (fine, coarse):
+                for name, value in counts.items():
+                    pipe.hincrby(key, name, value)
+                for name, spent in seconds.items():
+                    pipe.hincrbyfloat(key, name, spent)
             pipe.expire(fine, _FINE_TTL)
             pipe.expire(coarse, _COARSE_TTL)
         for name, count in cache.items():
@@ -237,16 +257,29 @@ class Telemetry:
             self._keep(pending, cache)
             raise
 
-    def _keep(self, pending: dict[int, defaultdict[str, float]], cache: defaultdict[str, int]) -> None:
+    def _keep(self, pending: dict[int, dict[CellKey, Cell]], cache: defaultdict[str, int]) -> None:
         oldest = time.time() - _PENDING_MAX_AGE
-        for start, fields in pending.items():
+        for start, cells in pending.items():
             if start < oldest:
                 continue
-            target = self.pending.setdefault(start, defaultdict(float))
-            for name, value in fields.items():
-                target[name] += value
+            target = self.pending.setdefault(start, {})
+            for key, cell in cells.items():
+                target.setdefault(key, Cell()).merge(cell)
         for name, count in cache.items():
             self.pending_cache[name] += count
+
+
+def _fields(cells: dict[CellKey, Cell]) -> tuple[dict[str, int], dict[str, float]]:
+    """The hash fields of one bucket: ``n|…`` and ``h|…`` counts, ``t|…`` seconds."""
+    counts: defaultdict[str, int] = defaultdict(int)
+    seconds: defaultdict[str, float] = defaultdict(float)
+    for (name, surface, status), cell in cells.items():
+        counts[f"n|{name}|{surface}|{status}"] += cell.count
+        seconds[f"t|{name}"] += cell.seconds
+        for slot, n in enumerate(cell.histogram):
+            if n:
+                counts[f"h|{name}|{slot}"] += n
+    return counts, seconds
 
 
 def telemetry_of(runtime: Runtime) -> Telemetry:
