@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from prism_mcp.alerts import Alert, list_alerts
+from prism_mcp.config import ConfigError, load_settings
 from prism_mcp.outbox import outbox_key
 from prism_mcp.runtime import Runtime
 from prism_mcp.telemetry import telemetry_of
@@ -126,3 +128,24 @@ def test_hysteresis_step_sequences(values: list[float], levels: list[str]) -> No
         level, calm, _ = step(value, level, calm, LIMITS, margin=0.1, needed=3)  # type: ignore[arg-type]
         seen.append(level)
     assert seen == levels
+
+
+async def test_replicas_evaluating_at_once_share_one_alert_and_one_hysteresis(runtime: Runtime) -> None:
+    replicas = [replica(runtime, PRISM_MEMORY_WARNING=1) for _ in range(2)]
+    try:
+        results = await asyncio.gather(*(call(r, "monitoring_evaluate") for r in replicas * 3))
+    finally:
+        for r in replicas:
+            await r.store.close()
+
+    actions = sorted(_measure(result, "memory")[1] for result in results)
+    assert actions == ["fired"] + ["refreshed"] * 5
+    (alert,) = await _alerts_about(runtime, "threshold:memory")
+    assert (alert.status, alert.count) == ("firing", 6)
+
+
+def test_threshold_overrides_reach_the_thresholds_and_a_bad_one_names_its_variable() -> None:
+    settings = load_settings(PRISM_CPU_WARNING=42, PRISM_ALERT_CLEAR_EVALUATIONS=5)
+    assert (settings.thresholds.cpu_warning, settings.thresholds.alert_clear_evaluations) == (42, 5)
+    with pytest.raises(ConfigError, match=r"^PRISM_ALERT_CLEAR_MARGIN: "):
+        load_settings(PRISM_ALERT_CLEAR_MARGIN=0.9)
