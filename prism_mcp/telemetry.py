@@ -44,6 +44,8 @@ __all__ = [
     "Figures",
     "Telemetry",
     "WindowData",
+    "cache_counts",
+    "in_flight_total",
     "read_windows",
     "telemetry_of",
 ]
