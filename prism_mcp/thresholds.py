@@ -32,7 +32,7 @@ from prism_mcp.config import Thresholds
 from prism_mcp.errors import ConflictError
 from prism_mcp.runtime import Runtime
 from prism_mcp.sampler import latest_sample
-from prism_mcp.telemetry import read_windows
+from prism_mcp.telemetry import WindowData, read_windows
 
 __all__ = [
     "RULES",
@@ -129,10 +129,14 @@ def step(
     return lowered, 0, "resolved" if lowered == "ok" else "deescalated"
 
 
-async def readings(runtime: Runtime) -> dict[str, float | None]:
-    """The current value of every measure; response time and error rate are ``None`` on too little traffic."""
+async def readings(runtime: Runtime, window: WindowData | None = None) -> dict[str, float | None]:
+    """The current value of every measure; response time and error rate are ``None`` on too little traffic.
+
+    ``window`` is the last 5 minutes of request figures when the caller has read them already.
+    """
     sample = await latest_sample(runtime)
-    window = (await read_windows(runtime, ["5m"]))["5m"]
+    if window is None:
+        window = (await read_windows(runtime, ["5m"]))["5m"]
     limits = runtime.settings.thresholds
     quick = [name for name in window.capabilities if not _long_running(name)]
     served = window.merged(quick)

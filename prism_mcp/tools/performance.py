@@ -225,8 +225,8 @@ async def performance_report(call: Call) -> PerformanceReport:
     Response time and error rate need `PRISM_ALERT_MIN_REQUESTS` requests in 5 minutes to be judged.
     """
     runtime = call.runtime
-    values = await readings(runtime)
     window = (await read_windows(runtime, ["5m"]))["5m"]
+    values = await readings(runtime, window)
     findings = [_finding(rule, values[rule.measure], runtime) for rule in RULES]
     findings.sort(key=lambda f: {"critical": 0, "warning": 1, "ok": 2}[f.severity])
     slowest = sorted(window.capabilities.items(), key=lambda item: item[1].percentile(0.95) or 0.0, reverse=True)
