@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -125,3 +127,17 @@ async def test_figures_are_kept_while_redis_is_unreachable_and_flushed_when_it_r
     await telemetry.flush()
     window = (await read_windows(runtime, ["1m"]))["1m"]
     assert window.capabilities["monitoring_metrics"].count == 1
+
+
+async def test_the_background_flusher_writes_figures_without_being_asked(runtime: Runtime) -> None:
+    quick = replica(runtime, PRISM_TELEMETRY_FLUSH_INTERVAL=0.05)
+    await quick.start()
+    try:
+        await call(quick, "monitoring_metrics")
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await _bucket_keys(quick):
+            assert asyncio.get_running_loop().time() < deadline, "the flusher wrote no bucket within 10 s"
+            await asyncio.sleep(0.05)
+    finally:
+        await quick.stop()
+    assert telemetry_of(quick).pending == {}
