@@ -9,7 +9,7 @@ Redis round trip on the request path. A background task flushes the pending figu
   histogram bucket ``i`` of :data:`LATENCY_BOUNDS`). The 10 s buckets serve the 1 and 5 minute windows, the 60 s
   buckets the hour. Fixed bucket bounds make histograms of different replicas add up, so percentiles hold across
   replicas.
-- ``telemetry:cache``: cache hits and misses per cache name since the data was created.
+- ``telemetry:cache``: cache hits and misses per cache name, kept until 30 days after the last lookup.
 - ``telemetry:inflight``: each process's running invocations with the time it last reported them.
 
 The same observations also feed process-lifetime totals that :mod:`prism_mcp.promexport` exposes on ``/metrics/``.
@@ -60,6 +60,8 @@ WINDOWS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600}
 _FINE_TTL = 600
 _COARSE_TTL = 3600 + 2 * COARSE
 _INFLIGHT_TTL = 300
+# Cache hit and miss totals live as long as the cache sees use, and go 30 days after its last lookup.
+_CACHE_COUNTS_TTL = 30 * 86400
 _STATE_KEY = "telemetry"
 # Pending figures older than this are dropped when Redis stays unreachable, so memory stays bounded.
 _PENDING_MAX_AGE = 3600
@@ -248,8 +250,11 @@ class Telemetry:
                     pipe.hincrbyfloat(key, name, spent)
             pipe.expire(fine, _FINE_TTL)
             pipe.expire(coarse, _COARSE_TTL)
-        for name, count in cache.items():
-            pipe.hincrby(store.key("telemetry", "cache"), name, count)
+        if cache:
+            counts_key = store.key("telemetry", "cache")
+            for name, count in cache.items():
+                pipe.hincrby(counts_key, name, count)
+            pipe.expire(counts_key, _CACHE_COUNTS_TTL)
         inflight = store.key("telemetry", "inflight")
         pipe.hset(inflight, self.instance, f"{self.runtime.in_flight} {time.time():.3f}")
         pipe.expire(inflight, _INFLIGHT_TTL)
