@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -16,9 +17,11 @@ from tests.mcp_client import mcp_client
 from tests.monitoring_support import call, replica
 
 
-async def _bucket_keys(runtime: Runtime) -> list[str]:
-    pattern = runtime.store.key("telemetry", f"{FINE}s", "*")
-    return [key async for key in runtime.store.redis.scan_iter(match=pattern, count=500)]
+async def _buckets_written(runtime: Runtime, since: float) -> int:
+    """How many 10 s buckets from ``since`` until now exist (EXISTS on each: no scan of a shared keyspace)."""
+    first = int(since // FINE) * FINE
+    starts = range(first, int(time.time()) + 1, FINE)
+    return int(await runtime.store.redis.exists(*(runtime.store.key("telemetry", f"{FINE}s", s) for s in starts)))
 
 
 async def test_a_request_over_mcp_shows_in_the_same_figures_as_one_over_rest(
@@ -38,13 +41,14 @@ async def test_a_request_over_mcp_shows_in_the_same_figures_as_one_over_rest(
 async def test_recording_a_request_writes_nothing_to_redis_until_the_flush(runtime: Runtime) -> None:
     lazy = replica(runtime, PRISM_TELEMETRY_FLUSH_INTERVAL=60)
     lazy.observers.append(telemetry_of(lazy).observe)
+    since = time.time()
     try:
         await call(lazy, "monitoring_metrics")
-        assert await _bucket_keys(lazy) == []
+        assert await _buckets_written(lazy, since) == 0
         assert telemetry_of(lazy).pending
 
         await telemetry_of(lazy).flush()
-        assert len(await _bucket_keys(lazy)) == 1
+        assert await _buckets_written(lazy, since) == 1
         assert telemetry_of(lazy).pending == {}
     finally:
         await lazy.store.close()
@@ -133,9 +137,10 @@ async def test_the_background_flusher_writes_figures_without_being_asked(runtime
     quick = replica(runtime, PRISM_TELEMETRY_FLUSH_INTERVAL=0.05)
     await quick.start()
     try:
+        since = time.time()
         await call(quick, "monitoring_metrics")
         deadline = asyncio.get_running_loop().time() + 10
-        while not await _bucket_keys(quick):
+        while not await _buckets_written(quick, since):
             assert asyncio.get_running_loop().time() < deadline, "the flusher wrote no bucket within 10 s"
             await asyncio.sleep(0.05)
     finally:

@@ -119,7 +119,6 @@ class OptimizeResult(BaseModel):
     collected_objects: int = Field(description="Unreachable objects the garbage collector freed.")
     rss_freed_bytes: int
     streams: list[StreamTrim]
-    cache_entries: int = Field(description="Cache entries kept; each expires by its TTL.")
     redis_memory_purge: str = Field(description="`OK`, or why Redis did not purge (not every server supports it).")
     duration_ms: float
 
@@ -309,13 +308,6 @@ async def _memory_purge(runtime: Runtime) -> str:
     return str(answer)
 
 
-async def _count_cache(runtime: Runtime) -> int:
-    count = 0
-    async for _ in runtime.store.redis.scan_iter(match=cache.cache_key(runtime, "*"), count=500):
-        count += 1
-    return count
-
-
 @capability("POST /performance/optimize", scope=Scope.OPERATE, idempotent=True)
 async def performance_optimize(call: Call) -> OptimizeResult:
     """Free memory: run Python's garbage collector, trim PRISM's streams (audit, outbox, security events) to their
@@ -336,7 +328,6 @@ async def performance_optimize(call: Call) -> OptimizeResult:
         collected_objects=collected,
         rss_freed_bytes=before.rss_bytes - after.rss_bytes,
         streams=streams,
-        cache_entries=await _count_cache(runtime),
         redis_memory_purge=purge,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
