@@ -136,12 +136,26 @@ def up() -> None:
     generates one, keeps it in the data directory and prints it once.
     """
     settings, generated = _with_key(_settings(), generate=True)
+    _check_schedule(settings, UP_SERVICES)
     configure_logging("prism", settings.log_level, stream=sys.stderr)
     _run(lambda stop: _serve(settings, UP_SERVICES, stop, generated))
 
 
+def _check_schedule(settings: Settings, services: frozenset[str]) -> None:
+    """Refuse to start a worker whose PRISM_WORKER_JOBS is bad, rather than run it without jobs."""
+    if "worker" not in services:
+        return
+    from prism_mcp.worker.schedule import load_schedule
+
+    try:
+        load_schedule(settings)
+    except ConfigError as exc:
+        raise _fail(exc.message) from exc
+
+
 def _serve_one(service: str) -> None:
     settings, _ = _with_key(_settings(), generate=False)
+    _check_schedule(settings, frozenset({service}))
     configure_logging(service, settings.log_level)
     _run(lambda stop: _serve(settings, frozenset({service}), stop, None))
 
@@ -275,6 +289,97 @@ async def _call_with_progress(opened: Opened, cap: Capability, principal: Any, a
             bar.update(task, completed=done, total=total, description=message or cap.name)
 
         return await invoke(opened.runtime, cap, principal, arguments, surface="cli", progress=report)
+
+
+@app.command()
+def backup() -> None:
+    """Back up every PRISM key now (as `prism call backup_create`), with a progress bar; JSON out."""
+    load_all()
+    cap = registry.get("backup_create")
+    if cap is None:
+        raise _fail("this PRISM build has no backup_create capability")
+    settings, _ = _with_key(_settings(), generate=False)
+    configure_logging("cli", "WARNING", stream=sys.stderr)
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    principal = KeyRing(settings).principal_for_key(key)
+    code = 0
+
+    async def run(stop: asyncio.Event) -> None:
+        nonlocal code
+        async with open_runtime(settings, frozenset({"cli"})) as opened:
+            try:
+                result = await _call_with_progress(opened, cap, principal, {})
+            except PrismError as exc:
+                typer.echo(json.dumps({"success": False, "error": exc.to_dict()}, indent=2))
+                code = 1
+                return
+            typer.echo(result.model_dump_json(indent=2))
+
+    _run(run)
+    raise typer.Exit(code)
+
+
+@app.command()
+def restore(
+    file: Annotated[str, typer.Argument(help="A backup file (.jsonl.gz) with its .sha256 beside it.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Overwrite existing keys without asking.")] = False,
+) -> None:
+    """Restore a backup into Redis under PRISM_KEY_PREFIX: verifies the checksum first, asks before overwriting.
+
+    A file whose checksum or format fails is refused and nothing changes. Each key comes back with its type,
+    value and the TTL it had left when the backup was taken.
+    """
+    from pathlib import Path
+
+    from prism_mcp.store.connection import redis_errors
+    from prism_mcp.worker.backup import count_existing, load_backup, restore_snapshot
+
+    settings = _settings()
+    configure_logging("cli", "WARNING", stream=sys.stderr)
+    try:
+        snapshot = load_backup(Path(file))
+    except PrismError as exc:
+        raise _fail(exc.message, code=1) from exc
+    code = 0
+
+    async def run(stop: asyncio.Event) -> None:
+        nonlocal code
+        async with open_runtime(settings, frozenset({"cli"})) as opened:
+            store = opened.runtime.store
+            try:
+                async with redis_errors():
+                    existing = await count_existing(store, snapshot)
+                    if existing and not yes and not _confirm_overwrite(existing, len(snapshot.records), store.prefix):
+                        typer.echo("prism: nothing restored", err=True)
+                        code = 1
+                        return
+                    restored = await _restore_with_progress(store, snapshot, restore_snapshot)
+            except PrismError as exc:
+                typer.echo(f"prism: {exc.message}", err=True)
+                code = 1
+                return
+            typer.echo(f"restored {restored} keys ({existing} overwritten) from {snapshot.path.name}")
+
+    _run(run)
+    raise typer.Exit(code)
+
+
+def _confirm_overwrite(existing: int, total: int, prefix: str) -> bool:
+    question = f"{existing} of the {total} keys in the backup already exist under {prefix!r}; overwrite them?"
+    return bool(typer.confirm(question, default=False))
+
+
+async def _restore_with_progress(store: Any, snapshot: Any, restore_fn: Any) -> int:
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("restoring", total=len(snapshot.records) or None)
+
+        async def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"restoring {done}/{total} keys")
+
+        restored: int = await restore_fn(store, snapshot, report)
+    return restored
 
 
 def _stderr_console() -> Any:

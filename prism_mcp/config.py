@@ -88,10 +88,65 @@ class Settings(BaseSettings):
 
     _thresholds: Thresholds | None = PrivateAttr(default=None)
 
-    @field_validator("operator_keys", "read_keys", "allowed_hosts", "allowed_origins", mode="before")
+    # notifications: the SMTP relay for email, the webhook hosts admitted beside hooks.slack.com, and the
+    # delivery policy of PRISM-NOTIFIER (tries before a dead letter, backoff, how long a dead notifier's
+    # pending deliveries wait before a live one claims them).
+    smtp_host: str | None = Field(default=None, alias="SMTP_HOST", max_length=253)
+    smtp_port: Port = Field(default=587, alias="SMTP_PORT")
+    smtp_username: str | None = Field(default=None, alias="SMTP_USERNAME", max_length=254)
+    smtp_password: SecretStr | None = Field(default=None, alias="SMTP_PASSWORD")
+    smtp_from: str = Field(default="prism@localhost", alias="SMTP_FROM", min_length=3, max_length=254)
+    smtp_starttls: bool = Field(default=True, alias="SMTP_STARTTLS")
+    webhook_allowed_hosts: CsvList = Field(default_factory=list, alias="PRISM_WEBHOOK_ALLOWED_HOSTS")
+    notify_max_tries: int = Field(default=5, alias="PRISM_NOTIFY_MAX_TRIES", ge=1, le=20)
+    notify_backoff_seconds: float = Field(default=1.0, alias="PRISM_NOTIFY_BACKOFF_SECONDS", ge=0.01, le=60)
+    notify_backoff_max_seconds: float = Field(default=60.0, alias="PRISM_NOTIFY_BACKOFF_MAX_SECONDS", ge=0.1, le=3600)
+    notify_retry_after_max_seconds: float = Field(
+        default=300.0, alias="PRISM_NOTIFY_RETRY_AFTER_MAX_SECONDS", ge=1, le=3600
+    )
+    notify_timeout_seconds: float = Field(default=10.0, alias="PRISM_NOTIFY_TIMEOUT_SECONDS", ge=0.5, le=120)
+    notify_claim_idle_seconds: float = Field(default=60.0, alias="PRISM_NOTIFY_CLAIM_IDLE_SECONDS", ge=0.5, le=3600)
+
+    # agentic: the Notion ops journal, the diagnosis model, and the health of both
+    notion_database_id: str | None = Field(default=None, alias="NOTION_DATABASE_ID", pattern=r"^[0-9a-fA-F-]{32,36}$")
+    notion_base_url: str = Field(default="https://api.notion.com", alias="NOTION_BASE_URL", pattern=r"^https?://")
+    notion_requests_per_second: float = Field(default=3.0, alias="NOTION_REQUESTS_PER_SECOND", gt=0, le=100)
+    notion_timeout: float = Field(default=10.0, alias="NOTION_TIMEOUT", gt=0, le=120)
+    notion_sync_interval: float = Field(default=60.0, alias="NOTION_SYNC_INTERVAL", ge=1, le=86400)
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL", pattern=r"^https?://")
+    openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL", min_length=1, max_length=200)
+    openai_timeout: float = Field(default=20.0, alias="OPENAI_TIMEOUT", gt=0, le=300)
+    openai_max_tokens: int = Field(default=800, alias="OPENAI_MAX_TOKENS", ge=64, le=16384)
+    openai_cache_ttl: int = Field(default=300, alias="OPENAI_CACHE_TTL", ge=0, le=86400)
+    integration_health_ttl: float = Field(default=60.0, alias="PRISM_INTEGRATION_HEALTH_TTL", ge=0, le=3600)
+
+    # Worker: scheduled jobs, heartbeats and backups (prism_mcp/worker, README "Worker").
+    worker_jobs: str = Field(default="", alias="PRISM_WORKER_JOBS", max_length=65_536)
+    worker_default_jobs: bool = Field(default=True, alias="PRISM_WORKER_DEFAULT_JOBS")
+    worker_concurrency: int = Field(default=4, alias="PRISM_WORKER_CONCURRENCY", ge=1, le=64)
+    worker_retries: int = Field(default=3, alias="PRISM_WORKER_RETRIES", ge=1, le=20)
+    worker_retry_delay: float = Field(default=10.0, alias="PRISM_WORKER_RETRY_DELAY", ge=0.1, le=3600)
+    worker_retry_max_delay: float = Field(default=600.0, alias="PRISM_WORKER_RETRY_MAX_DELAY", ge=0.1, le=86_400)
+    worker_job_timeout: int = Field(default=900, alias="PRISM_WORKER_JOB_TIMEOUT", ge=1, le=86_400)
+    worker_job_heartbeat: int = Field(default=30, alias="PRISM_WORKER_JOB_HEARTBEAT", ge=2, le=3600)
+    worker_history: int = Field(default=1000, alias="PRISM_WORKER_HISTORY", ge=10, le=100_000)
+    worker_poll_interval: float = Field(default=0.5, alias="PRISM_WORKER_POLL_INTERVAL", ge=0.05, le=30)
+    heartbeat_interval: float = Field(default=5.0, alias="PRISM_HEARTBEAT_INTERVAL", ge=0.1, le=300)
+    heartbeat_forget: float = Field(default=3600.0, alias="PRISM_HEARTBEAT_FORGET", ge=1, le=30 * 86_400)
+    backup_keep: int = Field(default=7, alias="PRISM_BACKUP_KEEP", ge=1, le=1000)
+    backup_rdb_timeout: float = Field(default=60.0, alias="PRISM_BACKUP_RDB_TIMEOUT", ge=0.5, le=3600)
+
+    @field_validator(
+        "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("notion_database_id", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("redis_url")
     @classmethod
@@ -136,7 +191,9 @@ def _threshold_names(overrides: dict[str, object]) -> list[str]:
     return [name for name in Thresholds.model_fields if f"PRISM_{name.upper()}" in overrides]
 
 
-_SECRET_FIELDS = frozenset({"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key"})
+_SECRET_FIELDS = frozenset(
+    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password"}
+)
 
 
 def _variable_name(field: str) -> str:

@@ -27,6 +27,7 @@ from prism_mcp.capability import Capability, Principal, Registry, invoke, regist
 from prism_mcp.errors import ForbiddenError, InvalidApiKeyError, MethodNotAllowedError, PrismError
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
+from prism_mcp.resources.prompts import register_prompts
 from prism_mcp.runtime import Runtime
 
 __all__ = ["INSTRUCTIONS", "McpGate", "build_mcp_server", "mcp_http_app"]
@@ -155,6 +156,7 @@ def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
                 annotations=_annotations(cap),
                 structured_output=True,
             )
+    register_prompts(server, runtime)
     return server
 
 

@@ -76,7 +76,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("cpu", "system", "High CPU usage", "CPU", "%", "high-cpu"),
     Rule("memory", "system", "High memory usage", "memory", "%", "high-memory"),
-    Rule("disk", "system", "Disk filling up", "disk", "%", "high-disk"),
+    Rule("disk", "system", "Disk filling up", "disk", "%", "daily-maintenance"),
     Rule("response_time", "performance", "Slow API responses", "p95 response time (5 min)", "s", "slow-responses"),
     Rule("error_rate", "performance", "High API error rate", "error rate (5 min)", "%", "error-rate"),
 )

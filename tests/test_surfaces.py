@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from starlette.routing import Route
 
-from prism_mcp.capability import registry
+from prism_mcp.capability import path_regex, registry
 from prism_mcp.http_bridge.openapi import openapi_document
 from prism_mcp.runtime import Runtime
 from prism_mcp.server import build_mcp_server
@@ -22,6 +22,10 @@ def _served_routes(runtime: Runtime) -> set[tuple[str, str]]:
     while not hasattr(router, "table"):  # unwrap the ASGI layers (envelope, HTTP metrics) around the router
         router = router.app  # type: ignore[attr-defined]
     found = {(method, path) for path, methods in router.table.items() for method in methods}
+    for pattern, methods in router.templated:
+        # A templated route keeps only its regex; name it by the declared path that compiles to the same one.
+        path = next(cap.path for cap in registry if path_regex(cap.path).pattern == pattern.pattern)
+        found |= {(method, path) for method in methods}
     for route in router.fallback.routes:
         if isinstance(route, Route) and route.methods:
             found |= {(m, route.path) for m in route.methods if m != "HEAD"}
@@ -62,8 +66,9 @@ async def test_mcp_tools_and_resources_are_exactly_the_registry(runtime: Runtime
     async with mcp_client(mcp_url, ADMIN_KEY) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         resources = {str(res.uri): res for res in (await client.list_resources()).resources}
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
     assert set(tools) == {cap.name for cap in registry if not cap.is_resource}
-    assert set(resources) == {cap.resource_uri for cap in registry if cap.is_resource}
+    assert set(resources) | templates == {cap.resource_uri for cap in registry if cap.is_resource}
     for cap in registry:
         if cap.is_resource:
             continue

@@ -10,11 +10,15 @@ __all__ = ["AREAS", "load_all"]
 AREAS: tuple[str, ...] = (
     "prism_mcp.tools.health",
     "prism_mcp.tools.monitoring",
+    "prism_mcp.tools.notifications",
     "prism_mcp.tools.audit",
     "prism_mcp.tools.dashboard",
     "prism_mcp.tools.performance",
     "prism_mcp.tools.alerting",
+    "prism_mcp.tools.worker",
     "prism_mcp.resources.reader",
+    "prism_mcp.resources.runbook",
+    "prism_mcp.tools.agentic",
 )
 
 
