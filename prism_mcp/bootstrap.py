@@ -18,9 +18,10 @@ from prism_mcp.runtime import Runtime
 from prism_mcp.store import EmbeddedValkey, Store, discover_embedded
 from prism_mcp.tools import load_all
 
-__all__ = ["Opened", "ensure_api_key", "open_runtime", "redact_url"]
+__all__ = ["Opened", "ensure_api_key", "ensure_web_secret", "open_runtime", "redact_url"]
 
 KEY_FILE = "api_key"
+WEB_SECRET_FILE = "web_secret"  # noqa: S105 - a file name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +62,32 @@ def ensure_api_key(settings: Settings, *, generate: bool) -> tuple[Settings, str
     if not generate:
         raise ConfigError(f"API_KEY: not set, and no key is kept in {path}; set API_KEY or run `prism up` once")
     key = secrets.token_hex(32)
+    _write_private(path, key)
+    return settings.model_copy(update={"api_key": SecretStr(key)}), key
+
+
+def _write_private(path: Path, value: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+        handle.write(value + "\n")
     os.chmod(path, 0o600)
-    return settings.model_copy(update={"api_key": SecretStr(key)}), key
+
+
+def ensure_web_secret(settings: Settings) -> Settings:
+    """Settings with ``PRISM_WEB_SECRET`` (the key that signs dashboard session cookies) filled in.
+
+    Taken from the environment, else from the data directory, else generated there (mode 0600) so that
+    sessions survive a restart and replicas sharing the directory accept each other's cookies.
+    """
+    if settings.web_secret is not None and settings.web_secret.get_secret_value():
+        return settings
+    path = settings.data_path / WEB_SECRET_FILE
+    stored = path.read_text().strip() if path.exists() else ""
+    if not stored:
+        stored = secrets.token_hex(32)
+        _write_private(path, stored)
+    return settings.model_copy(update={"web_secret": SecretStr(stored)})
 
 
 @asynccontextmanager

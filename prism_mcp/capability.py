@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_type_hints
@@ -40,6 +41,7 @@ __all__ = [
     "Registry",
     "Scope",
     "capability",
+    "current_call",
     "invoke",
     "registry",
 ]
@@ -92,6 +94,11 @@ class Call:
         """Report progress of long work; a no-op where the surface shows none."""
         if self.progress is not None:
             await self.progress(done, total, message)
+
+
+# The call being served, for whatever runs inside it: log lines take their request id, capability and service
+# from it.
+current_call: ContextVar[Call | None] = ContextVar("prism_call", default=None)
 
 
 class Observer(Protocol):
@@ -388,6 +395,7 @@ async def invoke(
     from prism_mcp.errors import ForbiddenError
 
     call = Call(runtime, principal, surface, request_id or uuid.uuid4().hex[:16], cap, progress)
+    token = current_call.set(call)
     started = time.perf_counter()
     outcome, status = "ok", 200
     runtime.in_flight += 1
@@ -414,6 +422,7 @@ async def invoke(
         seconds = time.perf_counter() - started
         for observer in runtime.observers:
             observer(cap, call, outcome, status, seconds)
+        current_call.reset(token)
     if cap.mutates:
         await runtime.audit(cap, call, arguments, outcome)
     return result

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from prism_mcp.auth import KeyRing, current_principal
-from prism_mcp.bootstrap import Opened, ensure_api_key, key_file, open_runtime, redact_url
+from prism_mcp.bootstrap import Opened, ensure_api_key, ensure_web_secret, key_file, open_runtime, redact_url
 from prism_mcp.capability import Capability, invoke, registry
 from prism_mcp.config import ConfigError, Settings, load_settings
 from prism_mcp.errors import PrismError
@@ -69,6 +69,7 @@ def _run(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
 def _listeners(opened: Opened, services: frozenset[str]) -> list[Listener]:
     from prism_mcp.http_bridge import build_api_app
     from prism_mcp.server import mcp_http_app
+    from prism_mcp.web import build_web_app
 
     runtime = opened.runtime
     settings = runtime.settings
@@ -78,6 +79,8 @@ def _listeners(opened: Opened, services: frozenset[str]) -> list[Listener]:
         listeners.append(Listener("api", build_api_app(runtime, keys), settings.host, settings.api_port))
     if "mcp" in services:
         listeners.append(Listener("mcp", mcp_http_app(runtime, keys), settings.host, settings.mcp_port))
+    if "web" in services:
+        listeners.append(Listener("web", build_web_app(runtime), settings.host, settings.web_port))
     return listeners
 
 
@@ -103,6 +106,7 @@ def _banner(opened: Opened, settings: Settings, generated: str | None) -> None:
         echo("API key from API_KEY")
     host = settings.host
     echo(f"PRISM-API  http://{host}:{settings.api_port}   (docs: /docs, OpenAPI: /openapi.json)")
+    echo(f"PRISM-WEB  http://{host}:{settings.web_port}/   (dashboard: sign in with an API key)")
     echo(f"PRISM-MCP  http://{host}:{settings.mcp_port}/mcp   (Streamable HTTP, bearer key)")
     key_ref = f"$(cat {where})" if where.exists() else "$API_KEY"
     echo(
@@ -125,18 +129,28 @@ async def _serve(settings: Settings, services: frozenset[str], stop: asyncio.Eve
             await stop.wait()
 
 
-UP_SERVICES = frozenset({"api", "mcp", "worker", "notifier"})
+def _in_process_api(settings: Settings) -> Settings:
+    """In ``prism up`` the dashboard calls the API of the same process over loopback, unless PRISM_API_URL says."""
+    if "api_url" in settings.model_fields_set:
+        return settings
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return settings.model_copy(update={"api_url": f"http://{host}:{settings.api_port}"})
+
+
+UP_SERVICES = frozenset({"api", "web", "mcp", "worker", "notifier"})
 
 
 @app.command()
 def up() -> None:
-    """Start every PRISM service in one process (API 8060, MCP 8062, worker, notifier).
+    """Start every PRISM service in one process (API 8060, web 8061, MCP 8062, worker, notifier).
 
     Uses REDIS_URL when set; otherwise starts an embedded Valkey kept in the data directory. Without API_KEY,
     generates one, keeps it in the data directory and prints it once.
     """
     settings, generated = _with_key(_settings(), generate=True)
     _check_schedule(settings, UP_SERVICES)
+    settings = _in_process_api(ensure_web_secret(settings))
     configure_logging("prism", settings.log_level, stream=sys.stderr)
     _run(lambda stop: _serve(settings, UP_SERVICES, stop, generated))
 
@@ -164,6 +178,17 @@ def _serve_one(service: str) -> None:
 def serve_api() -> None:
     """PRISM-API: the REST API on PRISM_API_PORT (8060). Requires API_KEY."""
     _serve_one("api")
+
+
+@serve_app.command("web")
+def serve_web() -> None:
+    """PRISM-WEB: the dashboard on PRISM_WEB_PORT (8061), a client of the API at PRISM_API_URL.
+
+    Needs no API_KEY of its own: people sign in with theirs. Sessions live in Redis (REDIS_URL).
+    """
+    settings = ensure_web_secret(_settings())
+    configure_logging("web", settings.log_level)
+    _run(lambda stop: _serve(settings, frozenset({"web"}), stop, None))
 
 
 @serve_app.command("mcp")

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     sample_interval: float = Field(default=2.0, alias="PRISM_SAMPLE_INTERVAL", ge=0.1, le=300)
     max_body_bytes: int = Field(default=1_048_576, alias="PRISM_MAX_BODY_BYTES", ge=1024, le=64 * 1_048_576)
     log_level: str = Field(default="INFO", alias="PRISM_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    # logs: capture into Redis (bounded buffer, batching writer) and the archive
+    log_capture: bool = Field(default=True, alias="PRISM_LOG_CAPTURE")
+    log_queue_size: int = Field(default=10_000, alias="PRISM_LOG_QUEUE_SIZE", ge=100, le=1_000_000)
+    log_batch_size: int = Field(default=500, alias="PRISM_LOG_BATCH_SIZE", ge=1, le=10_000)
+    log_flush_interval: float = Field(default=0.2, alias="PRISM_LOG_FLUSH_INTERVAL", ge=0.01, le=60)
+    log_write_timeout: float = Field(default=1.0, alias="PRISM_LOG_WRITE_TIMEOUT", gt=0, le=60)
     notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
 
@@ -136,6 +142,11 @@ class Settings(BaseSettings):
     backup_keep: int = Field(default=7, alias="PRISM_BACKUP_KEEP", ge=1, le=1000)
     backup_rdb_timeout: float = Field(default=60.0, alias="PRISM_BACKUP_RDB_TIMEOUT", ge=0.5, le=3600)
 
+    # web (PRISM-WEB, the dashboard)
+    web_secret: SecretStr | None = Field(default=None, alias="PRISM_WEB_SECRET")
+    web_session_ttl: int = Field(default=8 * 3600, alias="PRISM_WEB_SESSION_TTL", ge=60, le=30 * 86400)
+    web_refresh_seconds: float = Field(default=2.0, alias="PRISM_WEB_REFRESH_SECONDS", ge=0.5, le=60)
+
     @field_validator(
         "operator_keys", "read_keys", "allowed_hosts", "allowed_origins", "webhook_allowed_hosts", mode="before"
     )
@@ -192,7 +203,7 @@ def _threshold_names(overrides: dict[str, object]) -> list[str]:
 
 
 _SECRET_FIELDS = frozenset(
-    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password"}
+    {"api_key", "operator_keys", "read_keys", "notion_api_key", "openai_api_key", "smtp_password", "web_secret"}
 )
 
 

@@ -27,7 +27,6 @@ from prism_mcp.config import Settings
 from prism_mcp.errors import InvalidInputError, PrismError, RedisUnavailableError
 from prism_mcp.llm import LlmFailure, ModelDiagnosis, ask_for_diagnosis
 from prism_mcp.resources.runbook import Runbook, load_runbooks, match_symptom
-from prism_mcp.schema import LEAN
 from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -55,8 +54,6 @@ SOURCES: tuple[tuple[str, dict[str, Any]], ...] = (
 
 
 class RecommendedCall(BaseModel):
-    model_config = LEAN
-
     capability: str
     arguments: dict[str, Any] = {}
     reason: str
@@ -64,8 +61,6 @@ class RecommendedCall(BaseModel):
 
 
 class Finding(BaseModel):
-    model_config = LEAN
-
     runbook_id: str = Field(description="Read the runbook at prism://runbooks/{runbook_id}.")
     title: str
     severity: Severity
@@ -75,8 +70,6 @@ class Finding(BaseModel):
 
 
 class RankedCause(BaseModel):
-    model_config = LEAN
-
     rank: int
     cause: str
     runbook_id: str | None
@@ -86,15 +79,11 @@ class RankedCause(BaseModel):
 
 
 class RejectedCall(BaseModel):
-    model_config = LEAN
-
     capability: str
     reason: str
 
 
 class Diagnosis(BaseModel):
-    model_config = LEAN
-
     status: Status = Field(description="The worse of the overall health and the findings.")
     summary: str
     findings: list[Finding] = Field(description="Rule-based findings, the most severe first.")
@@ -379,8 +368,6 @@ def _check_call(name: str, arguments_json: str) -> tuple[str | None, dict[str, A
 
 
 class _LlmPart(BaseModel):
-    model_config = LEAN
-
     causes: list[RankedCause]
     rejected: list[RejectedCall]
 

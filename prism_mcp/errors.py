@@ -3,6 +3,7 @@
 Every error a caller can see derives from :class:`PrismError`::
 
     PrismError                      500 internal_error
+    ├── ArchiveError                500 archive_failed         a written archive did not verify
     ├── InvalidApiKeyError          401 invalid_api_key        "Invalid API key"
     ├── ForbiddenError              403 forbidden
     │   └── BlockedAddressError     403 address_blocked
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArchiveError",
     "BlockedAddressError",
     "ConflictError",
     "ForbiddenError",
@@ -59,6 +61,13 @@ class PrismError(Exception):
         if self.details:
             body["details"] = self.details
         return body
+
+
+class ArchiveError(PrismError):
+    """An archive file did not read back as written; the records stay in Redis."""
+
+    code = "archive_failed"
+    default_message = "Log archive failed verification"
 
 
 class InvalidApiKeyError(PrismError):

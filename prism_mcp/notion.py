@@ -34,7 +34,6 @@ from pydantic import BaseModel, Field
 from prism_mcp.alerts import Alert, list_alerts
 from prism_mcp.config import Settings
 from prism_mcp.errors import ConflictError, NotionApiError
-from prism_mcp.schema import LEAN
 from prism_mcp.store.connection import Store
 
 __all__ = [
@@ -58,8 +57,6 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 class NotionSyncResult(BaseModel):
-    model_config = LEAN
-
     created: int = Field(description="Pages created by this sync.")
     updated: int = Field(description="Pages updated (an alert resolved or changed severity).")
     unchanged: int = Field(description="Alerts whose page was already up to date.")

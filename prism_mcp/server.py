@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Tool as MCPTool
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +28,7 @@ from prism_mcp.capability import Capability, Principal, Registry, invoke, regist
 from prism_mcp.errors import ForbiddenError, InvalidApiKeyError, MethodNotAllowedError, PrismError
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
+from prism_mcp.listing import compact_tool, short_title
 from prism_mcp.resources.prompts import register_prompts
 from prism_mcp.runtime import Runtime
 
@@ -91,9 +93,11 @@ def _resource(runtime: Runtime, cap: Capability) -> Callable[..., Awaitable[str]
 
 
 def _annotations(cap: Capability) -> ToolAnnotations:
+    # The destructive and idempotent hints only mean something for a tool that changes state.
+    if cap.read_only:
+        return ToolAnnotations(read_only_hint=True, open_world_hint=False)
     return ToolAnnotations(
-        title=cap.title,
-        read_only_hint=cap.read_only,
+        read_only_hint=False,
         destructive_hint=cap.destructive,
         idempotent_hint=cap.idempotent,
         open_world_hint=False,
@@ -128,9 +132,16 @@ class _ValidateFirst:
         return await call_next(ctx)
 
 
+class PrismMCPServer(MCPServer):
+    """The SDK's server with a listing kept small: an agent pays for every byte of ``tools/list``."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        return [compact_tool(tool) for tool in await super().list_tools()]
+
+
 def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
     """An MCP server with one tool or resource per capability in ``caps``."""
-    server = MCPServer(
+    server = PrismMCPServer(
         name="prism",
         title="PRISM operations server",
         instructions=INSTRUCTIONS,
@@ -143,16 +154,16 @@ def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
             server.resource(
                 cap.resource_uri or "",
                 name=cap.name,
-                title=cap.title,
-                description=cap.description,
+                title=short_title(cap),
+                description=cap.summary,
                 mime_type="application/json",
             )(_resource(runtime, cap))
         else:
             server.add_tool(
                 _tool(runtime, cap),
                 name=cap.name,
-                title=cap.title,
-                description=cap.description,
+                title=short_title(cap),
+                description=cap.summary,
                 annotations=_annotations(cap),
                 structured_output=True,
             )
@@ -226,12 +237,14 @@ class McpGate:
 
 
 def mcp_http_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry = registry) -> ASGIApp:
-    """The PRISM-MCP ASGI app: Streamable HTTP at ``/mcp``, stateless, JSON answers, behind the gate."""
+    """The PRISM-MCP ASGI app: Streamable HTTP at ``/mcp``, stateless, behind the gate."""
     server = build_mcp_server(runtime, caps)
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
-        json_response=True,
+        # Answers stream as server-sent events so that progress notifications of long work (archive,
+        # cleanup, backup) reach the client before the result; each request is still one POST.
+        json_response=False,
         transport_security=transport_security(runtime),
         max_request_body_size=runtime.settings.max_body_bytes,
     )

@@ -84,22 +84,22 @@ RULES: tuple[Rule, ...] = (
 
 class MeasureEvaluation(BaseModel):
     measure: Measure
-    value: float | None = Field(description="The reading; null when there is too little traffic to judge.")
+    value: float | None = Field(description="Null on too little traffic.")
     unit: str
     warning: float
     critical: float
-    level: Level = Field(description="The level after this evaluation (ok, warning or critical).")
+    level: Level
     previous_level: Level
-    action: Action = Field(description="What this evaluation did to the alert.")
-    calm_evaluations: int = Field(description="Evaluations in a row below the clearing level so far.")
+    action: Action
+    calm_evaluations: int
     alert_id: str | None = None
 
 
 class EvaluationResult(BaseModel):
     evaluated_at: datetime
     measures: list[MeasureEvaluation]
-    clear_margin: float = Field(description="Fraction below a threshold a value must fall to count toward clearing.")
-    clear_evaluations: int = Field(description="Evaluations in a row below the clearing level that clear a level.")
+    clear_margin: float
+    clear_evaluations: int
 
 
 def level_of(value: float | None, warning: float, critical: float) -> Level:

@@ -23,10 +23,10 @@ async def test_the_listing_of_tools_resources_templates_and_prompts_fits_the_bud
         prompts = (await client.list_prompts()).prompts
     listing = json.dumps(
         {
-            "tools": [t.model_dump(mode="json", exclude_none=True) for t in tools],
-            "resources": [r.model_dump(mode="json", exclude_none=True) for r in resources],
-            "resourceTemplates": [t.model_dump(mode="json", exclude_none=True) for t in templates],
-            "prompts": [p.model_dump(mode="json", exclude_none=True) for p in prompts],
+            "tools": [t.model_dump(mode="json", exclude_none=True, by_alias=True) for t in tools],
+            "resources": [r.model_dump(mode="json", exclude_none=True, by_alias=True) for r in resources],
+            "resourceTemplates": [t.model_dump(mode="json", exclude_none=True, by_alias=True) for t in templates],
+            "prompts": [p.model_dump(mode="json", exclude_none=True, by_alias=True) for p in prompts],
         },
         separators=(",", ":"),
     )

@@ -38,8 +38,13 @@ async def _read_banner(stream: asyncio.StreamReader, until: str) -> list[str]:
 
 @pytest.mark.slow
 async def test_prism_up_on_a_fresh_data_dir_serves_both_ports_and_stops_cleanly(tmp_path: Path) -> None:
-    api_port, mcp_port = free_port(), free_port()
-    env = _clean_env(PRISM_API_PORT=str(api_port), PRISM_MCP_PORT=str(mcp_port), PRISM_DATA_DIR=str(tmp_path / "d"))
+    api_port, mcp_port, web_port = free_port(), free_port(), free_port()
+    env = _clean_env(
+        PRISM_API_PORT=str(api_port),
+        PRISM_MCP_PORT=str(mcp_port),
+        PRISM_WEB_PORT=str(web_port),
+        PRISM_DATA_DIR=str(tmp_path / "d"),
+    )
     process = await asyncio.create_subprocess_exec(
         *PRISM, "up", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
@@ -55,6 +60,7 @@ async def test_prism_up_on_a_fresh_data_dir_serves_both_ports_and_stops_cleanly(
                 f"http://127.0.0.1:{api_port}/monitoring/health", headers={"Authorization": f"Bearer {key}"}
             )
             mcp = await client.post(f"http://127.0.0.1:{mcp_port}/mcp", json={})
+            web = await client.get(f"http://127.0.0.1:{web_port}/")
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 30)
@@ -66,6 +72,8 @@ async def test_prism_up_on_a_fresh_data_dir_serves_both_ports_and_stops_cleanly(
     assert alive.json()["data"]["status"] == "ok"
     assert health.json()["data"]["components"]["redis"] == "healthy"
     assert mcp.status_code == 401
+    assert (web.status_code, web.headers["location"]) == (303, "/login?next=/")
+    assert any(line.startswith(f"PRISM-WEB  http://127.0.0.1:{web_port}/") for line in banner)
     assert code == 0
     assert not psutil.pid_exists(valkey_pid)
     assert not (tmp_path / "d" / "valkey.json").exists()
@@ -76,7 +84,8 @@ async def test_a_second_prism_up_reuses_the_key_without_printing_it(tmp_path: Pa
     data = tmp_path / "d"
     data.mkdir()
     (data / "api_key").write_text("kept-key-0123456789\n")
-    env = _clean_env(PRISM_API_PORT=str(free_port()), PRISM_MCP_PORT=str(free_port()), PRISM_DATA_DIR=str(data))
+    ports = {name: str(free_port()) for name in ("PRISM_API_PORT", "PRISM_MCP_PORT", "PRISM_WEB_PORT")}
+    env = _clean_env(**ports, PRISM_DATA_DIR=str(data))
     process = await asyncio.create_subprocess_exec(
         *PRISM, "up", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )

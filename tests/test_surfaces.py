@@ -75,7 +75,8 @@ async def test_mcp_tools_and_resources_are_exactly_the_registry(runtime: Runtime
         tool = tools[cap.name]
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is cap.read_only
-        assert tool.annotations.destructive_hint is cap.destructive
+        if not cap.read_only:
+            assert tool.annotations.destructive_hint is cap.destructive
         assert tool.output_schema is not None, cap.name
         assert set(tool.input_schema.get("properties", {})) == set(cap.param_names)
 
@@ -85,7 +86,7 @@ async def test_mcp_descriptions_are_the_declared_contracts(runtime: Runtime) -> 
     for tool in await server.list_tools():
         cap = registry.get(tool.name)
         assert cap is not None
-        assert tool.description == cap.description
+        assert tool.description == cap.summary
     assert server.instructions
     assert "prism://monitoring/health" in server.instructions
 

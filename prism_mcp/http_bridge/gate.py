@@ -16,7 +16,15 @@ from prism_mcp.capability import Principal
 from prism_mcp.errors import InvalidApiKeyError, PrismError
 from prism_mcp.runtime import Runtime
 
-__all__ = ["RequestInfo", "admit", "auth_failure_hook", "client_address", "post_auth_guard", "pre_auth_guard"]
+__all__ = [
+    "RequestInfo",
+    "admit",
+    "auth_failure_hook",
+    "client_address",
+    "post_auth_guard",
+    "pre_auth_guard",
+    "screen",
+]
 
 Port = Literal["api", "mcp", "web"]
 
@@ -71,10 +79,18 @@ def client_address(runtime: Runtime, peer_ip: str, headers: Mapping[str, str]) -
     return _resolver[0](runtime, peer_ip, headers) if _resolver else peer_ip
 
 
-async def admit(runtime: Runtime, keys: KeyRing, info: RequestInfo) -> Principal:
-    """Run the guards and read the bearer key; raises the :class:`PrismError` to answer with."""
+async def screen(runtime: Runtime, info: RequestInfo) -> None:
+    """Run only the pre-auth guards (the block list): for ports such as the dashboard that hold no bearer key.
+
+    Raises the :class:`PrismError` to answer with.
+    """
     for guard in _PRE:
         await guard(runtime, info)
+
+
+async def admit(runtime: Runtime, keys: KeyRing, info: RequestInfo) -> Principal:
+    """Run the guards and read the bearer key; raises the :class:`PrismError` to answer with."""
+    await screen(runtime, info)
     try:
         principal = keys.principal_for_header(info.headers.get("authorization"))
     except InvalidApiKeyError as exc:

@@ -27,7 +27,6 @@ from prism_mcp.notion import (
     sync_journal,
 )
 from prism_mcp.runtime import ComponentStatus, Runtime, background_task, health_check
-from prism_mcp.schema import LEAN
 from prism_mcp.store.connection import CONNECTION_ERRORS
 
 __all__ = ["NotionStatus"]
@@ -63,8 +62,6 @@ def pacer(runtime: Runtime) -> RequestPacer:
 
 
 class NotionStatus(BaseModel):
-    model_config = LEAN
-
     configured: bool = Field(description="NOTION_API_KEY and NOTION_DATABASE_ID are both set.")
     database_id: str | None
     last_sync_at: datetime | None

@@ -24,29 +24,27 @@ Blank = BeforeValidator(_blank_is_none)
 
 
 class AlertList(BaseModel):
-    alerts: list[Alert] = Field(description="Newest change first.")
+    alerts: list[Alert]
     count: int
-    firing: int = Field(description="How many of the listed alerts are firing.")
+    firing: int
 
 
 class ResolvedAlert(BaseModel):
     alert: Alert
-    was_firing: bool = Field(description="False when the alert had already been resolved (nothing changed).")
+    was_firing: bool
 
 
 @capability("GET /monitoring/alerts", scope=Scope.READ, read_only=True)
 async def alerts_list(
     call: Call,
-    status: Annotated[AlertStatus | None, Blank, Field(description="Only `firing` or only `resolved` alerts.")] = None,
-    category: Annotated[
-        AlertCategory | None, Blank, Field(description="Only `system`, `performance` or `security` alerts.")
-    ] = None,
-    limit: Annotated[int, Field(ge=1, le=1000, description="At most this many alerts, newest change first.")] = 100,
+    status: Annotated[AlertStatus | None, Blank, Field(description="firing or resolved.")] = None,
+    category: Annotated[AlertCategory | None, Blank, Field(description="system, performance or security.")] = None,
+    limit: Annotated[int, Field(ge=1, le=1000, description="At most this many alerts.")] = 100,
 ) -> AlertList:
-    """Alerts of every area (system thresholds, performance, security), newest change first, with severity,
-    status, first and last seen, count and the runbook id that addresses each.
+    """Alerts of every area (system, performance, security), newest change first.
 
-    Resolve one with `alerts_resolve`; a threshold alert whose condition persists fires again at the next
+    Each has severity, status, first and last seen, count and the runbook id that addresses it. Resolve one with
+    `alerts_resolve`; a threshold alert whose condition persists fires again at the next
     evaluation.
     """
     found = await alerts.list_alerts(call.runtime.store, status=status, category=category, limit=limit)
@@ -56,11 +54,11 @@ async def alerts_list(
 @capability("POST /monitoring/alerts/resolve", scope=Scope.OPERATE, idempotent=True)
 async def alerts_resolve(
     call: Call,
-    id: Annotated[str, Field(pattern=r"^al-[0-9a-f]{12}$", description="The alert's id (`al-` and 12 hex digits).")],
+    id: Annotated[str, Field(pattern=r"^al-[0-9a-f]{12}$", description="The alert's id.")],
 ) -> ResolvedAlert:
-    """Mark one alert resolved, recording who resolved it; resolving a resolved alert changes nothing.
+    """Mark one alert resolved by id; resolving a resolved alert changes nothing.
 
-    Fails with not_found for an unknown id (list ids with `alerts_list`).
+    Records who resolved it. Fails with not_found for an unknown id (list ids with `alerts_list`).
     """
     store = call.runtime.store
     current = await alerts.get_alert(store, id)
@@ -72,10 +70,11 @@ async def alerts_resolve(
 
 @capability("POST /monitoring/evaluate", scope=Scope.OPERATE, idempotent=False)
 async def monitoring_evaluate(call: Call) -> EvaluationResult:
-    """Evaluate the thresholds now (CPU, memory, disk; p95 response time and error rate over 5 minutes) and fire,
-    escalate, de-escalate or resolve their alerts, with hysteresis shared by every replica.
+    """Evaluate the thresholds now and fire, escalate or resolve their alerts, with hysteresis.
 
-    A level rises at once; it falls only after `PRISM_ALERT_CLEAR_EVALUATIONS` evaluations in a row below the
+    Measures: CPU, memory, disk; p95 response time and error rate over 5 minutes. The hysteresis is shared by
+    every replica. A level rises at once; it falls only after `PRISM_ALERT_CLEAR_EVALUATIONS` evaluations in a row
+    below the
     threshold minus `PRISM_ALERT_CLEAR_MARGIN`, so a value at a threshold does not flap. The worker runs this every
     minute; call it to evaluate at once.
     """

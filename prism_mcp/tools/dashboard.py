@@ -108,10 +108,10 @@ async def build(call: Call) -> Dashboard:
 
 @capability("GET /monitoring/dashboard", scope=Scope.READ, read_only=True, resource="prism://monitoring/dashboard")
 async def monitoring_dashboard(call: Call) -> Dashboard:
-    """Everything an operator checks first, in one answer: overall health, system metrics, request figures
-    (throughput, error rate, percentiles, in flight), firing alerts, and each area's summary (logs, security).
+    """Health, system metrics, request figures, firing alerts and each area's summary in one answer.
 
-    Cached for `PRISM_DASHBOARD_CACHE_TTL` seconds (`cached` says so); a part that cannot be read is null and named
+    Request figures are throughput, error rate, percentiles and requests in flight. Cached for
+    `PRISM_DASHBOARD_CACHE_TTL` seconds (`cached` says so); a part that cannot be read is null and named
     in `unavailable` instead of failing the whole answer.
     """
     runtime = call.runtime

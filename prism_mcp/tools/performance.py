@@ -116,16 +116,16 @@ class StreamTrim(BaseModel):
 class OptimizeResult(BaseModel):
     before: OptimizeFigures
     after: OptimizeFigures
-    collected_objects: int = Field(description="Unreachable objects the garbage collector freed.")
+    collected_objects: int
     rss_freed_bytes: int
     streams: list[StreamTrim]
-    redis_memory_purge: str = Field(description="`OK`, or why Redis did not purge (not every server supports it).")
+    redis_memory_purge: str = Field(description="OK, or why Redis did not purge.")
     duration_ms: float
 
 
 class CacheClearResult(BaseModel):
-    removed: int = Field(description="Cache entries removed.")
-    namespace: str = Field(description="The key pattern that was cleared; no other key was touched.")
+    removed: int
+    namespace: str
 
 
 async def request_summary(runtime: Runtime) -> RequestSummary:
@@ -163,10 +163,11 @@ def _process_metrics(runtime: Runtime) -> ProcessMetrics:
 
 @capability("GET /performance/metrics", scope=Scope.READ, read_only=True, resource="prism://performance/metrics")
 async def performance_metrics(call: Call) -> PerformanceMetrics:
-    """The machine (`system`: CPU, memory, disk, network), this PRISM process (RSS, threads, open files, CPU) and
-    its request figures (throughput, error rate, percentiles over 1m/5m/1h, in flight) in one read.
+    """System, process (RSS, threads, open files, CPU) and request figures in one read.
 
-    Look here first for high CPU or memory; `performance_optimize` runs garbage collection and trims PRISM's streams.
+    `system` is the machine's CPU, memory, disk and network; `requests` the throughput, error rate, percentiles
+    over 1m/5m/1h and requests in flight. Look here first for high CPU or memory; `performance_optimize` runs
+    garbage collection and trims PRISM's streams.
     """
     runtime = call.runtime
     return PerformanceMetrics(
@@ -178,10 +179,10 @@ async def performance_metrics(call: Call) -> PerformanceMetrics:
 
 @capability("GET /performance/stats", scope=Scope.READ, read_only=True, resource="prism://performance/stats")
 async def performance_stats(call: Call) -> PerformanceStats:
-    """Latency p50/p95/p99, throughput and error rate, overall and per capability, over 1m, 5m and 1h, across
-    every replica; and cache hits and misses per cache.
+    """Latency p50/p95/p99, throughput and error rate per capability over 1m/5m/1h; cache hits and misses.
 
-    Errors are answers with status 500 or above; refusals (401, 403, 404, 422, 429) count as client errors.
+    Figures are summed over every replica. Errors are answers with status 500 or above; refusals (401, 403, 404,
+    422, 429) count as client errors.
     """
     runtime = call.runtime
     windows = await read_windows(runtime)
@@ -218,9 +219,9 @@ _ACTIONS: dict[str, str] = {
 
 @capability("GET /performance/report", scope=Scope.READ, read_only=True, resource="prism://performance/report")
 async def performance_report(call: Call) -> PerformanceReport:
-    """Findings against the thresholds (CPU, memory, disk, p95 response time and error rate over 5 minutes), the
-    worst first, each with its evidence, the capability to call and the runbook id; and the slowest capabilities.
+    """Findings against the thresholds, worst first, each with evidence, the capability to call and a runbook id.
 
+    Measures: CPU, memory, disk, p95 response time and error rate over 5 minutes; also the slowest capabilities.
     Response time and error rate need `PRISM_ALERT_MIN_REQUESTS` requests in 5 minutes to be judged.
     """
     runtime = call.runtime
@@ -310,10 +311,11 @@ async def _memory_purge(runtime: Runtime) -> str:
 
 @capability("POST /performance/optimize", scope=Scope.OPERATE, idempotent=True)
 async def performance_optimize(call: Call) -> OptimizeResult:
-    """Free memory: run Python's garbage collector, trim PRISM's streams (audit, outbox, security events) to their
-    caps, and ask Redis to `MEMORY PURGE` where the server supports it; returns the figures before and after.
+    """Free memory (garbage collection, streams trimmed to their caps, Redis MEMORY PURGE); before and after
+    figures.
 
-    Safe to run at any time (the guide's answer to high CPU or memory); it deletes no cache entry or alert.
+    The streams are audit, outbox and security events; `MEMORY PURGE` only where the server supports it. Safe to
+    run at any time (the guide's answer to high CPU or memory); it deletes no cache entry or alert.
     """
     runtime = call.runtime
     started = time.perf_counter()
@@ -335,9 +337,10 @@ async def performance_optimize(call: Call) -> OptimizeResult:
 
 @capability("POST /performance/cache/clear", scope=Scope.OPERATE, destructive=True, idempotent=True)
 async def performance_cache_clear(call: Call) -> CacheClearResult:
-    """Remove every entry of PRISM's cache (the dashboard and other cached reads) and say how many.
+    """Remove every entry of PRISM's cache and say how many.
 
-    Only keys under this PRISM's cache namespace are removed (SCAN and UNLINK); alerts, logs, settings and every
+    Cached reads are the dashboard and, later, Notion and model answers. Only keys under this PRISM's cache
+    namespace are removed (SCAN and UNLINK); alerts, logs, settings and every
     other key are untouched. Cached reads are recomputed on their next request.
     """
     removed = await cache.clear(call.runtime)
