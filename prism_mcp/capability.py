@@ -398,6 +398,7 @@ async def invoke(
     token = current_call.set(call)
     started = time.perf_counter()
     outcome, status = "ok", 200
+    runtime.in_flight += 1
     try:
         if not principal.allows(cap.scope):
             raise ForbiddenError(
@@ -417,6 +418,7 @@ async def invoke(
         logger.exception("capability_crashed", extra={"capability": cap.name, "request_id": call.request_id})
         raise PrismError() from exc
     finally:
+        runtime.in_flight -= 1
         seconds = time.perf_counter() - started
         for observer in runtime.observers:
             observer(cap, call, outcome, status, seconds)

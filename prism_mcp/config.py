@@ -6,11 +6,10 @@ names the variable and what it expects (:func:`load_settings`).
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from prism_mcp.errors import PrismError
@@ -43,6 +42,13 @@ class Thresholds(BaseSettings):
     response_time_critical: Annotated[float, Field(gt=0, le=600)] = 5.0
     error_rate_warning: Percent = 5.0
     error_rate_critical: Percent = 10.0
+
+    # monitoring: hysteresis of the threshold evaluator. An alert clears only once its value has stayed below
+    # the threshold minus ``alert_clear_margin`` (a fraction of the threshold) for ``alert_clear_evaluations``
+    # evaluations in a row; response time and error rate need ``alert_min_requests`` requests in the window.
+    alert_clear_margin: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    alert_clear_evaluations: Annotated[int, Field(ge=1, le=100)] = 3
+    alert_min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
 
 
 def _split_csv(value: object) -> object:
@@ -81,6 +87,12 @@ class Settings(BaseSettings):
     log_write_timeout: float = Field(default=1.0, alias="PRISM_LOG_WRITE_TIMEOUT", gt=0, le=60)
     notion_api_key: SecretStr | None = Field(default=None, alias="NOTION_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+
+    # monitoring: how often a process flushes its request counters to Redis, and how long the dashboard is cached.
+    telemetry_flush_interval: float = Field(default=1.0, alias="PRISM_TELEMETRY_FLUSH_INTERVAL", ge=0.05, le=60)
+    dashboard_cache_ttl: int = Field(default=5, alias="PRISM_DASHBOARD_CACHE_TTL", ge=1, le=3600)
+
+    _thresholds: Thresholds | None = PrivateAttr(default=None)
 
     # notifications: the SMTP relay for email, the webhook hosts admitted beside hooks.slack.com, and the
     # delivery policy of PRISM-NOTIFIER (tries before a dead letter, backoff, how long a dead notifier's
@@ -199,9 +211,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected IP addresses or CIDR ranges, comma-separated; {item!r} is neither") from exc
         return value
 
-    @cached_property
+    @property
     def thresholds(self) -> Thresholds:
-        return Thresholds()
+        if self._thresholds is None:
+            self._thresholds = Thresholds()
+        return self._thresholds
 
     @property
     def data_path(self) -> Path:
@@ -209,10 +223,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings, turning the first bad value into a :class:`ConfigError` naming its variable."""
+    """Read the settings, turning the first bad value into a :class:`ConfigError` naming its variable.
+
+    ``overrides`` are keyed by variable name (``REDIS_URL=…``); threshold variables (``PRISM_CPU_WARNING=…``)
+    override the environment's thresholds the same way.
+    """
+    limits = {name: overrides.pop(f"PRISM_{name.upper()}") for name in _threshold_names(overrides)}
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
-        _ = settings.thresholds
+        settings._thresholds = Thresholds(**limits)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "?"
@@ -220,6 +239,10 @@ def load_settings(**overrides: object) -> Settings:
         shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
         raise ConfigError(f"{variable}: {error['msg']}{shown}") from exc
     return settings
+
+
+def _threshold_names(overrides: dict[str, object]) -> list[str]:
+    return [name for name in Thresholds.model_fields if f"PRISM_{name.upper()}" in overrides]
 
 
 _SECRET_FIELDS = frozenset(

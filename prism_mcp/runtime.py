@@ -129,6 +129,8 @@ class Runtime:
         self.started_monotonic = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.observers: list[Observer] = []
+        self.in_flight = 0
+        """Invocations running in this process now (kept by :func:`~prism_mcp.capability.invoke`)."""
         self.state: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
 

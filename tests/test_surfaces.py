@@ -18,7 +18,9 @@ PUBLIC = {("GET", "/healthz"), ("GET", "/metrics/")}
 def _served_routes(runtime: Runtime) -> set[tuple[str, str]]:
     from prism_mcp.http_bridge import build_api_app
 
-    router = build_api_app(runtime).app  # type: ignore[attr-defined]
+    router = build_api_app(runtime)
+    while not hasattr(router, "table"):  # unwrap the ASGI layers (envelope, HTTP metrics) around the router
+        router = router.app  # type: ignore[attr-defined]
     found = {(method, path) for path, methods in router.table.items() for method in methods}
     for pattern, methods in router.templated:
         # A templated route keeps only its regex; name it by the declared path that compiles to the same one.

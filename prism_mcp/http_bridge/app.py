@@ -7,7 +7,6 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from prism_mcp.http_bridge.gate import Port, RequestInfo, admit, client_address,
 from prism_mcp.http_bridge.hardening import DEFAULT_CSP, SecurityHeaders
 from prism_mcp.http_bridge.openapi import openapi_document
 from prism_mcp.http_bridge.params import list_params, read_arguments
+from prism_mcp.promexport import HttpMetrics, metrics_endpoint
 from prism_mcp.runtime import Runtime
 
 __all__ = ["build_api_app", "liveness", "request_info"]
@@ -86,10 +86,6 @@ def liveness(runtime: Runtime) -> Response:
 
 async def _healthz(request: Request) -> Response:
     return liveness(request.app.state.runtime)
-
-
-async def _prometheus(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _openapi(runtime: Runtime, keys: KeyRing) -> Endpoint:
@@ -205,7 +201,7 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry 
     keys = keys or KeyRing(runtime.settings)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
-        Route("/metrics/", _prometheus, methods=["GET"]),
+        Route("/metrics/", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", _openapi(runtime, keys), methods=["GET"]),
         Route("/docs", _docs, methods=["GET"]),
     ]
@@ -217,4 +213,4 @@ def build_api_app(runtime: Runtime, keys: KeyRing | None = None, caps: Registry 
     templated = [(path_regex(path), methods) for path, methods in by_template.items()]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.runtime = runtime
-    return SecurityHeaders(_Envelope(_Router(table, templated, app)), csp=DOCS_CSP)
+    return SecurityHeaders(_Envelope(HttpMetrics(_Router(table, templated, app), runtime, caps)), csp=DOCS_CSP)

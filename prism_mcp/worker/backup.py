@@ -53,9 +53,10 @@ VERSION = 1
 SUFFIX = ".jsonl.gz"
 BATCH = 200
 Progress = Callable[[int, int], Awaitable[None]]
-# Not state but the life of processes: saq's queue (jobs in flight), tick claims, attempts running now and
-# heartbeats. Restored, they would resurrect jobs and processes that are long gone.
-SKIPPED = ("saq:", "worker:tick:", "worker:lock:", "worker:done:", "worker:running", "heartbeat:")
+# Not state but the life of processes: saq's queue (jobs in flight), tick claims, attempts running now,
+# heartbeats, and the request telemetry (rolling figures that expire within the hour, and each process's
+# in-flight count). Restored, they would resurrect jobs and processes that are long gone.
+SKIPPED = ("saq:", "worker:tick:", "worker:lock:", "worker:done:", "worker:running", "heartbeat:", "telemetry:")
 
 
 def _text(raw: bytes) -> str:

@@ -18,6 +18,7 @@ from prism_mcp.capability import invoke, registry
 from prism_mcp.config import Settings, load_settings
 from prism_mcp.runtime import Runtime
 from prism_mcp.store import EmbeddedValkey, Store
+from prism_mcp.worker.backup import SKIPPED
 from tests.conftest import ADMIN, ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +81,11 @@ async def _fill(raw: Any, prefix: str) -> None:
 
 
 async def _image(raw: Any, prefix: str) -> dict[bytes, tuple[str, Any, int]]:
-    """Every key under ``prefix`` but saq's: (type, value, ttl in ms)."""
+    """Every key under ``prefix`` but the process-life ones backups skip: (type, value, ttl in ms)."""
     image = {}
+    skipped = tuple(prefix.encode() + part.encode() for part in SKIPPED)
     async for key in raw.scan_iter(match=prefix.encode() + b"*"):
-        if key.startswith((prefix.encode() + b"saq:", prefix.encode() + b"heartbeat:")):
+        if key.startswith(skipped):
             continue
         kind = (await raw.type(key)).decode()
         reader = {
