@@ -209,6 +209,42 @@ def notifier() -> None:
     _serve_one("notifier")
 
 
+@app.command()
+def heartbeat(
+    service: Annotated[str, typer.Argument(help="worker or notifier")],
+) -> None:
+    """Exit 0 when a process of SERVICE on this host has a fresh heartbeat (a container health check)."""
+    import socket
+    import time
+
+    from prism_mcp.store import Store, discover_embedded, redis_errors
+    from prism_mcp.worker.heartbeat import HEARTBEAT_SERVICES, live_processes, read_beats
+
+    if service not in HEARTBEAT_SERVICES:
+        raise _fail(f"service: expected one of {', '.join(HEARTBEAT_SERVICES)}, got {service!r}")
+    settings = _settings()
+    url = settings.redis_url or discover_embedded(settings.data_path)
+    if url is None:
+        raise _fail("no REDIS_URL and no embedded Valkey running for this data directory", 1)
+    host = socket.gethostname()
+
+    async def check(stop: asyncio.Event) -> None:
+        store = Store(url, prefix=settings.key_prefix, timeout=settings.redis_timeout)
+        try:
+            async with redis_errors():
+                beats = await read_beats(store)
+        except PrismError as exc:
+            raise _fail(exc.message, 1) from exc
+        finally:
+            await store.close()
+        mine = [b for b in live_processes(beats, service, time.time()) if b.process.startswith(f"{host}:")]
+        if not mine:
+            raise _fail(f"no fresh {service} heartbeat from {host}", 1)
+        typer.echo(f"{service} alive: {', '.join(b.process for b in mine)}")
+
+    _run(check)
+
+
 @app.command("mcp")
 def mcp_stdio(
     stdio: Annotated[bool, typer.Option("--stdio", help="Serve MCP over stdin/stdout (desktop clients).")] = False,

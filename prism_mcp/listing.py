@@ -1,9 +1,8 @@
 """What an MCP client lists, kept small: the budget for the whole listing is about 6,000 tokens.
 
-Every tool keeps its name, a short title, the one-paragraph contract, its annotations, a full input schema
-(types, bounds, enums, defaults and the descriptions agents need to fill it in) and an output schema that
-gives the answer's shape to two levels (property names and types) without titles or descriptions. The full
-output models, with every description, are in the OpenAPI document and in each ``prism://`` resource.
+Every tool keeps its name, the one-paragraph contract, its annotations, a full input schema (types, bounds,
+enums, defaults and the descriptions agents need to fill it in) and an output schema that outlines the answer
+by its field names. The full output models, with every type and description, are in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -12,17 +11,9 @@ from typing import Any
 
 from mcp_types import Tool
 
-from prism_mcp.capability import Capability
-
-__all__ = ["compact_output", "compact_schema", "compact_tool", "short_title"]
+__all__ = ["compact_output", "compact_schema", "compact_tool"]
 
 _DROP = frozenset({"title"})
-_OUTPUT_DEPTH = 2
-
-
-def short_title(cap: Capability) -> str:
-    """``logs_stats`` becomes ``Logs stats``: a display name, not a second copy of the description."""
-    return cap.name.replace("_", " ").capitalize()
 
 
 def _resolve(schema: Any, defs: dict[str, Any]) -> Any:
@@ -57,34 +48,16 @@ def compact_schema(schema: Any) -> Any:
     return schema
 
 
-def _shape(schema: Any, defs: dict[str, Any], depth: int) -> dict[str, Any]:
-    schema = _resolve(schema, defs)
-    if not isinstance(schema, dict):
-        return {}
-    options = schema.get("anyOf")
-    if options:
-        kinds = [_shape(option, defs, depth) for option in options]
-        if all(set(k) == {"type"} for k in kinds):
-            return {"type": [k["type"] for k in kinds]}
-        return {"anyOf": [k for k in kinds if k]} if all(kinds) else {}
-    kind = schema.get("type")
-    if "enum" in schema:
-        return {"enum": schema["enum"]}
-    if kind == "object" and depth > 0 and "properties" in schema:
-        props = {name: _shape(prop, defs, depth - 1) for name, prop in schema["properties"].items()}
-        return {"type": "object", "properties": props}
-    if kind == "array" and depth > 0 and "items" in schema:
-        return {"type": "array", "items": _shape(schema["items"], defs, depth - 1)}
-    return {"type": kind} if kind else {}
-
-
 def compact_output(schema: dict[str, Any]) -> dict[str, Any]:
-    """The output schema as the answer's shape: property names and types, two levels deep.
+    """The output schema as the answer's outline: the names of its top-level fields.
 
-    It is looser than the model (nothing is required, deeper levels are only typed), so every answer still
-    conforms to it.
+    Every answer conforms to it (nothing is required and no field is constrained); the types and
+    descriptions of each field are in the OpenAPI document, and the answer itself shows them.
     """
-    return _shape(schema, schema.get("$defs", {}), _OUTPUT_DEPTH)
+    defs = schema.get("$defs", {})
+    target = _resolve(schema, defs)
+    names = list(target.get("properties", {})) if isinstance(target, dict) else []
+    return {"type": "object", "properties": {name: {} for name in names}}
 
 
 def compact_tool(tool: Tool) -> Tool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,11 +17,23 @@ from pydantic import BaseModel, Field
 
 from prism_mcp.store.connection import CONNECTION_ERRORS, Store
 
-__all__ = ["EVENTS_MAXLEN", "EventSeverity", "SecurityEvent", "events_key", "read_events", "record"]
+__all__ = [
+    "EVENTS_MAXLEN",
+    "EventSeverity",
+    "SecurityEvent",
+    "current_client",
+    "events_key",
+    "read_events",
+    "record",
+]
 
 logger = logging.getLogger(__name__)
 
 EventSeverity = Literal["info", "warning", "critical"]
+
+# The client address of the request being served, set by the security guard at the door, so that an event
+# recorded deeper down (a scope denial, a settings change) names who made the request.
+current_client: ContextVar[str | None] = ContextVar("prism_client_ip", default=None)
 EVENTS_MAXLEN = 50_000
 
 
@@ -53,7 +66,7 @@ async def record(
     entry = {
         "type": type,
         "severity": severity,
-        "client_ip": client_ip or "",
+        "client_ip": client_ip or current_client.get() or "",
         "principal": principal or "",
         "message": message[:500],
         "details": json.dumps(details or {}, default=str)[:4000],

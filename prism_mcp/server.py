@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Resource as MCPResource
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from prism_mcp.errors import InvalidApiKeyError, MethodNotAllowedError, PrismErr
 from prism_mcp.http_bridge.envelope import error_response
 from prism_mcp.http_bridge.gate import admit
 from prism_mcp.http_bridge.hardening import SecurityHeaders
-from prism_mcp.listing import compact_tool, short_title
+from prism_mcp.listing import compact_tool
 from prism_mcp.resources.prompts import register_prompts
 from prism_mcp.runtime import Runtime
 
@@ -41,11 +42,13 @@ INSTRUCTIONS = """\
 PRISM operates a running system: health, system and request metrics, logs, performance, security, \
 notifications, scheduled jobs and backups. Every tool is also a REST route on the PRISM API.
 
-Start with the resource prism://monitoring/health (or the tool read_resource with that URI): \
-overall_status is healthy, degraded or unhealthy, and `reasons` says why. prism://health/detailed shows each \
-component; prism://monitoring/metrics gives CPU, memory, disk and network. Tools marked read-only are safe to \
-call at any time; destructive tools (cleanup, cache clear, rate-limit reset) change state and are audited. \
-An error names the parameter at fault and the bound it broke; fix that argument and call again."""
+Start with the resource prism://monitoring/health (or the tool read_resource with that URI): overall_status is \
+healthy, degraded or unhealthy, and `reasons` says why. prism://health/detailed shows each component; \
+prism://monitoring/metrics gives CPU, memory, disk and network; ops_diagnose matches the evidence against the \
+runbooks (prism://runbooks). Every resource is JSON. Tool outputs are outlined by field name here; their full \
+schemas are in the API's /openapi.json. Tools marked read-only are safe to call at any time; destructive tools \
+(cleanup, cache clear, rate-limit reset) change state and are audited. An error names the parameter at fault \
+and the bound it broke; fix that argument and call again."""
 
 
 def _error_result(error: PrismError) -> CallToolResult:
@@ -139,6 +142,10 @@ class PrismMCPServer(MCPServer):
     async def list_tools(self) -> list[MCPTool]:
         return [compact_tool(tool) for tool in await super().list_tools()]
 
+    async def list_resources(self) -> list[MCPResource]:
+        # Every resource is JSON (the instructions say so, and each read says so); the listing need not repeat it.
+        return [res.model_copy(update={"mime_type": None}) for res in await super().list_resources()]
+
 
 def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
     """An MCP server with one tool or resource per capability in ``caps``."""
@@ -155,7 +162,6 @@ def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
             server.resource(
                 cap.resource_uri or "",
                 name=cap.name,
-                title=short_title(cap),
                 description=cap.summary,
                 mime_type="application/json",
             )(_resource(runtime, cap))
@@ -163,7 +169,6 @@ def build_mcp_server(runtime: Runtime, caps: Registry = registry) -> MCPServer:
             server.add_tool(
                 _tool(runtime, cap),
                 name=cap.name,
-                title=short_title(cap),
                 description=cap.summary,
                 annotations=_annotations(cap),
                 structured_output=True,

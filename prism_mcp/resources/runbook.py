@@ -15,80 +15,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prism_mcp.capability import Call, Scope, capability
-from prism_mcp.errors import NotFoundError
+from prism_mcp.capability import Call, Registry, Scope, capability, validate_arguments
+from prism_mcp.errors import InvalidInputError, NotFoundError
 
 __all__ = [
-    "KNOWN_CAPABILITIES",
     "Runbook",
     "RunbookIndex",
     "RunbookStep",
     "load_runbooks",
     "match_symptom",
     "runbook_by_id",
+    "verify_runbooks",
 ]
 
 RUNBOOK_DIR = Path(__file__).with_name("runbooks")
 RUNBOOK_ID = r"^[a-z][a-z0-9-]{1,47}$"
-
-# Every capability name PRISM declares, across all areas: a runbook may only name one of these. Capabilities of
-# areas not installed in a build are skipped at run time (the registry is the authority on what is present).
-KNOWN_CAPABILITIES: frozenset[str] = frozenset(
-    {
-        # foundation
-        "health_detailed",
-        "monitoring_health",
-        "monitoring_metrics",
-        "audit_events",
-        "read_resource",
-        # monitoring
-        "monitoring_dashboard",
-        "performance_metrics",
-        "performance_stats",
-        "performance_report",
-        "performance_optimize",
-        "performance_cache_clear",
-        "alerts_list",
-        "alerts_resolve",
-        "monitoring_evaluate",
-        # logs
-        "logs_stats",
-        "logs_search",
-        "logs_ingest",
-        "logs_archive",
-        "logs_cleanup",
-        "logs_archives",
-        # security
-        "security_rate_limits",
-        "security_rate_limits_reset",
-        "security_events",
-        "security_alerts",
-        "security_alerts_resolve",
-        "security_summary",
-        "security_ip_action",
-        "security_ips",
-        "security_audit",
-        # worker
-        "worker_jobs",
-        "worker_run_job",
-        "worker_runs",
-        "backup_create",
-        "backup_list",
-        # notifications
-        "notifications_settings",
-        "notifications_update_settings",
-        "notifications_test",
-        "notifications_history",
-        "notifications_retry",
-        "notifications_send_daily_report",
-        # agentic
-        "runbooks_list",
-        "runbooks_get",
-        "ops_diagnose",
-        "integrations_notion_status",
-        "integrations_notion_sync",
-    }
-)
 
 
 class RunbookStep(BaseModel):
@@ -107,8 +48,6 @@ class RunbookStep(BaseModel):
             raise ValueError(f"step {self.title!r} needs exactly one of 'capability' or 'command'")
         if self.command is not None and self.arguments:
             raise ValueError(f"step {self.title!r} is a command: arguments belong to capability steps")
-        if self.capability is not None and self.capability not in KNOWN_CAPABILITIES:
-            raise ValueError(f"step {self.title!r} names {self.capability!r}, which no PRISM area declares")
         return self
 
 
@@ -120,12 +59,6 @@ class EvidenceCheck(BaseModel):
     capability: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     look_for: str
-
-    @model_validator(mode="after")
-    def _known(self) -> EvidenceCheck:
-        if self.capability not in KNOWN_CAPABILITIES:
-            raise ValueError(f"evidence names {self.capability!r}, which no PRISM area declares")
-        return self
 
 
 class Runbook(BaseModel):
@@ -209,3 +142,20 @@ async def runbooks_get(
         known = ", ".join(load_runbooks())
         raise NotFoundError(f"no runbook {runbook_id!r}; known runbooks: {known}")
     return book
+
+
+def verify_runbooks(caps: Registry) -> None:
+    """Check every capability a runbook names against the registry, arguments included.
+
+    Called once every area is loaded: a runbook that names a capability PRISM does not declare, or gives it
+    arguments it would refuse, stops start-up instead of misleading an agent later.
+    """
+    for book in load_runbooks().values():
+        for name, arguments in book.capability_refs():
+            cap = caps.get(name)
+            if cap is None:
+                raise ValueError(f"runbook {book.id!r} names {name!r}, which no PRISM capability is")
+            try:
+                validate_arguments(cap, arguments)
+            except InvalidInputError as exc:
+                raise ValueError(f"runbook {book.id!r} calls {name} with bad arguments: {exc.message}") from exc

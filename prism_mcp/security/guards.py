@@ -14,7 +14,6 @@ counted against ``PRISM_RATE_LIMIT`` and its ``X-RateLimit-*`` headers go on the
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from urllib.parse import parse_qsl
 
 from prism_mcp.capability import Call, Capability, Principal
@@ -33,18 +32,16 @@ from prism_mcp.security.blocklist import blocklist
 from prism_mcp.security.payloads import findings, printable
 from prism_mcp.security.pipeline import emit
 from prism_mcp.security.ratelimit import limiter
+from prism_mcp.security_events import current_client
 
-__all__ = ["QUERY_KEY_NAMES", "SETTINGS_CAPABILITIES", "current_client"]
+__all__ = ["QUERY_KEY_NAMES", "current_client"]
 
 logger = logging.getLogger(__name__)
 
 QUERY_KEY_NAMES = frozenset(
     {"api_key", "apikey", "api-key", "key", "token", "access_token", "auth", "authorization", "bearer", "x-api-key"}
 )
-SETTINGS_CAPABILITIES = frozenset({"notifications_update_settings"})
 
-# The client address of the request being served, for the observer (which sees the call, not the request).
-current_client: ContextVar[str | None] = ContextVar("prism_client_ip", default=None)
 
 set_client_address_resolver(resolve_client)
 
@@ -195,7 +192,10 @@ async def count_misses(runtime: Runtime, info: RequestInfo) -> None:
 
 
 class ScopeObserver:
-    """Records a ``scope_denied`` event for every 403 of :func:`invoke`, and settings changes."""
+    """Records a ``scope_denied`` event for every 403 of :func:`invoke`.
+
+    Settings changes are recorded by the capabilities that make them, which know which fields changed.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -210,15 +210,6 @@ class ScopeObserver:
                 client_ip=current_client.get(),
                 principal=call.principal.fingerprint,
                 details={"capability": cap.name, "surface": call.surface, "needed": cap.scope.value},
-            )
-        elif outcome == "ok" and cap.name in SETTINGS_CAPABILITIES:
-            emit(
-                self.runtime,
-                "settings_changed",
-                f"{cap.name} changed settings",
-                client_ip=current_client.get(),
-                principal=call.principal.fingerprint,
-                details={"capability": cap.name, "surface": call.surface},
             )
 
 

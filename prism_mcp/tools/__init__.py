@@ -29,3 +29,7 @@ def load_all() -> None:
     """Import every area so that the registry holds every capability (idempotent)."""
     for module in AREAS:
         importlib.import_module(module)
+    from prism_mcp.capability import registry
+    from prism_mcp.resources.runbook import verify_runbooks
+
+    verify_runbooks(registry)

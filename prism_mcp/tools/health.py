@@ -109,7 +109,7 @@ def evaluate(sample: Sample, limits: Thresholds) -> list[ThresholdCheck]:
 
 @capability("GET /healthz/detailed", scope=Scope.READ, read_only=True, resource="prism://health/detailed")
 async def health_detailed(call: Call) -> DetailedHealth:
-    """Each PRISM component (Redis reachability and latency, this process, workers and notifiers) with its status.
+    """Each PRISM component (Redis, this process, workers, notifiers, integrations) with its status.
 
     Start here when something is wrong: a component that is not healthy says why in `reason`. Works while
     Redis is down (Redis then reports `Redis connection failed`).
@@ -127,7 +127,7 @@ async def health_detailed(call: Call) -> DetailedHealth:
 
 @capability("GET /monitoring/health", scope=Scope.READ, read_only=True, resource="prism://monitoring/health")
 async def monitoring_health(call: Call) -> OverallHealth:
-    """The overall status (healthy, degraded or unhealthy) with the reasons, from components and thresholds.
+    """The overall status (healthy, degraded, unhealthy) with its reasons.
 
     Degraded means a warning threshold is crossed (CPU 80 %, memory 85 %, disk 85 % by default) or a component
     is degraded; unhealthy means a critical threshold (95 %) or an unhealthy component such as Redis.

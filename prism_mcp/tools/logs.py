@@ -183,8 +183,7 @@ async def logs_stats(
     call: Call,
     hours: Annotated[int, Field(ge=1, le=720, description="The window: the last N hours, this one included.")] = 24,
 ) -> LogStats:
-    """Log statistics over the last `hours` hours: totals by level and service, an hourly series, the error rate
-    and the most frequent error events, across every PRISM service and every pushed service.
+    """Log totals by level and service over the last `hours` hours, hourly, with error rate and top errors.
 
     `dropped` counts records lost before storage (Redis down or slow, or the capture buffer full): not zero
     means the statistics undercount. Reads counters kept per hour, so any window answers quickly.

@@ -54,7 +54,7 @@ class SystemMetrics(BaseModel):
 
 @capability("GET /monitoring/metrics", scope=Scope.READ, read_only=True, resource="prism://monitoring/metrics")
 async def monitoring_metrics(call: Call) -> SystemMetrics:
-    """CPU, memory, disk and network I/O of the machine, with load and uptime, from the background sampler.
+    """CPU, memory, disk and network I/O of the machine, with load and uptime.
 
     Compare with the thresholds: CPU warning 80 % / critical 95 %, memory and disk 85 % / 95 %.
     """

@@ -109,13 +109,13 @@ async def notifications_settings(call: Call) -> NotificationSettingsView:
     return _view(await load_settings(call.runtime.store))
 
 
-_KEEP = " Leave out (or null) to keep the current value."
-SlackOn = Annotated[bool | None, Field(description="Send alerts and reports to the Slack webhook." + _KEEP)]
-EmailOn = Annotated[bool | None, Field(description="Send alerts and reports by email." + _KEEP)]
-SystemOn = Annotated[bool | None, Field(description="Notify system alerts (CPU, memory, disk, services)." + _KEEP)]
-PerfOn = Annotated[bool | None, Field(description="Notify performance alerts (latency, error rate)." + _KEEP)]
-SecurityOn = Annotated[bool | None, Field(description="Notify security alerts." + _KEEP)]
-ReportsOn = Annotated[bool | None, Field(description="Send the daily report." + _KEEP)]
+# Every field is optional: one left out keeps its current value (the tool's description says so once).
+SlackOn = Annotated[bool | None, Field(description="Send alerts and reports to the Slack webhook.")]
+EmailOn = Annotated[bool | None, Field(description="Send alerts and reports by email.")]
+SystemOn = Annotated[bool | None, Field(description="Notify system alerts (CPU, memory, disk, services).")]
+PerfOn = Annotated[bool | None, Field(description="Notify performance alerts (latency, error rate).")]
+SecurityOn = Annotated[bool | None, Field(description="Notify security alerts.")]
+ReportsOn = Annotated[bool | None, Field(description="Send the daily report.")]
 
 
 @capability(

@@ -149,7 +149,7 @@ def _backend(runtime: Runtime) -> Literal["redis", "local-fallback"]:
 
 @capability("GET /security/rate-limits", scope=Scope.READ, read_only=True, resource="prism://security/rate-limits")
 async def security_rate_limits(call: Call) -> RateLimits:
-    """Rate limits: the configured limits and, per client seen in the last 24 hours, hits, remaining and reset.
+    """The configured limits and, per client seen in 24 hours, hits, remaining and reset.
 
     Keys are counted against PRISM_RATE_LIMIT; failed authentication per address against PRISM_AUTH_FAILURE_LIMIT.
     `most_limited` names the clients refused with 429 most often. Clear counts with security_rate_limits_reset.
@@ -242,8 +242,7 @@ async def security_events(
     ] = None,
     since: Annotated[datetime | None, Field(description="Only events at or after this time (ISO 8601).")] = None,
 ) -> SecurityEvents:
-    """Security events, newest first: failed authentication, scope denials, rate limiting, blocked requests,
-    IP actions, settings changes and suspicious requests, each with the client address and key fingerprint."""
+    """Security events, newest first, each with its type, client address and key fingerprint."""
     await flush(call.runtime, within=0.5)
     events = await read_events(call.runtime.store, limit=limit, type=type, since=since)
     return SecurityEvents(events=events, count=len(events))
@@ -348,8 +347,7 @@ async def security_ips(call: Call) -> BlockedAddresses:
 
 @capability("GET /security/summary", scope=Scope.READ, read_only=True, resource="prism://security/summary")
 async def security_summary(call: Call) -> SecuritySummary:
-    """The security picture of the last 24 hours: events by type and severity, the top offending addresses,
-    blocked addresses and security alerts still firing."""
+    """The last 24 hours: events by type and severity, top offending and blocked addresses, firing alerts."""
     return await build_summary(call.runtime)
 
 
