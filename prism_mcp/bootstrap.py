@@ -18,7 +18,7 @@ from prism_mcp.runtime import Runtime
 from prism_mcp.store import EmbeddedValkey, Store, discover_embedded
 from prism_mcp.tools import load_all
 
-__all__ = ["Opened", "ensure_api_key", "ensure_web_secret", "open_runtime", "redact_url"]
+__all__ = ["Opened", "ensure_api_key", "ensure_web_secret", "open_runtime", "redact_url", "store_for"]
 
 KEY_FILE = "api_key"
 WEB_SECRET_FILE = "web_secret"  # noqa: S105 - a file name, not a secret
@@ -90,13 +90,26 @@ def ensure_web_secret(settings: Settings) -> Settings:
     return settings.model_copy(update={"web_secret": SecretStr(stored)})
 
 
+def store_for(settings: Settings, url: str) -> Store:
+    """The store the settings describe: ``url`` directly, or the Sentinel master with ``url``'s auth and TLS."""
+    return Store(
+        url,
+        prefix=settings.key_prefix,
+        timeout=settings.redis_timeout,
+        sentinels=settings.sentinel_addresses,
+        sentinel_master=settings.redis_sentinel_master,
+    )
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings, services: frozenset[str]) -> AsyncIterator[Opened]:
     """A started runtime on ``REDIS_URL``, on an embedded Valkey already serving the data directory, or on
     one started here (and stopped on exit)."""
     load_all()
     embedded: EmbeddedValkey | None = None
-    if settings.redis_url:
+    if settings.redis_sentinels:
+        url, origin = settings.redis_url or "redis://", "REDIS_SENTINELS"
+    elif settings.redis_url:
         url, origin = settings.redis_url, "REDIS_URL"
     elif found := discover_embedded(settings.data_path):
         url, origin = found, "shared-embedded"
@@ -104,7 +117,7 @@ async def open_runtime(settings: Settings, services: frozenset[str]) -> AsyncIte
         embedded = EmbeddedValkey(settings.data_path)
         url = await asyncio.to_thread(embedded.start)
         origin = "embedded"
-    store = Store(url, prefix=settings.key_prefix, timeout=settings.redis_timeout)
+    store = store_for(settings, url)
     runtime = Runtime(settings, store, services=services)
     runtime.state["redis_origin"] = origin
     runtime.state["embedded"] = embedded

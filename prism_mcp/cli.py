@@ -87,7 +87,7 @@ def _listeners(opened: Opened, services: frozenset[str]) -> list[Listener]:
 def _banner(opened: Opened, settings: Settings, generated: str | None) -> None:
     from prism_mcp import __version__
 
-    url = redact_url(opened.runtime.store.url)
+    url = redact_url(opened.runtime.store.location)
     echo = typer.echo
     echo(f"PRISM {__version__}")
     if opened.redis_origin == "embedded":
@@ -95,7 +95,7 @@ def _banner(opened: Opened, settings: Settings, generated: str | None) -> None:
     elif opened.redis_origin == "shared-embedded":
         echo(f"embedded Valkey of another PRISM process at {url}")
     else:
-        echo(f"Redis at {url} (REDIS_URL)")
+        echo(f"Redis at {url} ({opened.redis_origin})")
     where = key_file(settings)
     if generated:
         echo(f"API key generated and kept in {where} (mode 0600); shown this once:")
@@ -217,19 +217,20 @@ def heartbeat(
     import socket
     import time
 
-    from prism_mcp.store import Store, discover_embedded, redis_errors
+    from prism_mcp.bootstrap import store_for
+    from prism_mcp.store import discover_embedded, redis_errors
     from prism_mcp.worker.heartbeat import HEARTBEAT_SERVICES, live_processes, read_beats
 
     if service not in HEARTBEAT_SERVICES:
         raise _fail(f"service: expected one of {', '.join(HEARTBEAT_SERVICES)}, got {service!r}")
     settings = _settings()
-    url = settings.redis_url or discover_embedded(settings.data_path)
+    url = "redis://" if settings.redis_sentinels else settings.redis_url or discover_embedded(settings.data_path)
     if url is None:
         raise _fail("no REDIS_URL and no embedded Valkey running for this data directory", 1)
     host = socket.gethostname()
 
     async def check(stop: asyncio.Event) -> None:
-        store = Store(url, prefix=settings.key_prefix, timeout=settings.redis_timeout)
+        store = store_for(settings, url)
         try:
             async with redis_errors():
                 beats = await read_beats(store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from prism_mcp.errors import PrismError
@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     operator_keys: CsvList = Field(default_factory=list, alias="PRISM_OPERATOR_KEYS")
     read_keys: CsvList = Field(default_factory=list, alias="PRISM_READ_KEYS")
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    redis_sentinels: CsvList = Field(default_factory=list, alias="REDIS_SENTINELS")
+    redis_sentinel_master: str | None = Field(
+        default=None, alias="REDIS_SENTINEL_MASTER", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+    )
     data_dir: Path = Field(default=Path(".prism"), alias="PRISM_DATA_DIR")
     host: str = Field(default="127.0.0.1", alias="PRISM_HOST", min_length=1)
     api_port: Port = Field(default=8060, alias="PRISM_API_PORT")
@@ -168,16 +172,49 @@ class Settings(BaseSettings):
         "webhook_allowed_hosts",
         "trusted_proxies",
         "never_block",
+        "redis_sentinels",
         mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("notion_database_id", "openai_base_url", mode="before")
+    # docker compose passes an unset variable as an empty string (`${OPENAI_API_KEY:-}`): empty means unset.
+    @field_validator(
+        "api_key",
+        "notion_api_key",
+        "openai_api_key",
+        "notion_database_id",
+        "openai_base_url",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "web_secret",
+        "redis_sentinel_master",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, comma-separated; {item!r} is not")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the monitored master")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(item.rpartition(":")[0].strip("[]"), int(item.rpartition(":")[2])) for item in self.redis_sentinels]
 
     @field_validator("redis_url")
     @classmethod
@@ -234,7 +271,9 @@ def load_settings(**overrides: object) -> Settings:
         settings._thresholds = Thresholds(**limits)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a rule across variables: its message names them
+            raise ConfigError(str(error["msg"]).removeprefix("Value error, ")) from exc
+        field = str(error["loc"][0])
         variable = _variable_name(field)
         shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
         raise ConfigError(f"{variable}: {error['msg']}{shown}") from exc

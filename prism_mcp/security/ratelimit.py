@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 
 from prism_mcp.alerts import fire, resolve_fingerprint
@@ -84,10 +83,10 @@ class Limiter:
         # A pool of its own that makes a burst wait for a free connection instead of failing: with the default
         # pool a burst beyond its size raises "Too many connections", which would read as Redis being down. The
         # wait is bounded by the socket timeouts of the connections in use, so only a real outage falls back.
-        self.pool = BlockingConnectionPool.from_url(
-            store.url,
+        self.pool = store.pool(
             max_connections=POOL_SIZE,
-            timeout=None,
+            wait=None,
+            decode_responses=False,
             socket_timeout=max(COMMAND_TIMEOUT, store.timeout),
             socket_connect_timeout=COMMAND_TIMEOUT,
         )

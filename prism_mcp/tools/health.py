@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 _RANK: dict[str, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 _BY_RANK: tuple[Status, ...] = ("healthy", "degraded", "unhealthy")
 CHECK_TIMEOUT = 3.0
+
+logger = logging.getLogger(__name__)
 
 
 class DetailedHealth(BaseModel):
@@ -78,6 +81,9 @@ async def _run_check(name: str, runtime: Runtime) -> ComponentStatus | None:
         return await asyncio.wait_for(check(runtime), CHECK_TIMEOUT)
     except TimeoutError:
         return ComponentStatus(name=name, status="unhealthy", reason=f"check timed out after {CHECK_TIMEOUT:g} s")
+    except Exception as exc:  # one broken check must not take the whole health answer down with it
+        logger.exception("health_check_crashed", extra={"component": name})
+        return ComponentStatus(name=name, status="unhealthy", reason=f"check failed: {type(exc).__name__}")
 
 
 async def collect_components(runtime: Runtime) -> list[ComponentStatus]:

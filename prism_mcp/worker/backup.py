@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from prism_mcp.errors import InvalidInputError, NotFoundError
@@ -73,7 +72,7 @@ def backup_dir(data_path: Path) -> Path:
 
 @asynccontextmanager
 async def _bytes_client(store: Store) -> AsyncIterator[Any]:
-    client = aioredis.Redis.from_url(store.url, socket_timeout=max(store.timeout, 10.0), socket_connect_timeout=1.0)
+    client = store.client(decode_responses=False, socket_timeout=max(store.timeout, 10.0))
     try:
         yield client
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
 from saq.job import Job
 from saq.queue.redis import PubSubMultiplexer, RedisQueue
 
@@ -50,9 +49,6 @@ class PrismQueue(RedisQueue):
 
 def open_queue(store: Store) -> PrismQueue:
     """A queue on the store's server; the caller disconnects it."""
-    client = aioredis.Redis.from_url(
-        store.url,
-        socket_connect_timeout=min(store.timeout, 1.0),
-        health_check_interval=15,
-    )
+    # saq reads bytes and sets its own command timeouts, so the store's text decoding and socket timeout are off.
+    client = store.client(decode_responses=False, socket_timeout=None)
     return PrismQueue(client, prefix=store.prefix)
