@@ -8,7 +8,6 @@ services that need it, :func:`health_check` adds a component to the detailed hea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -42,6 +41,7 @@ Service = Literal["api", "mcp", "web", "worker", "notifier", "stdio", "cli"]
 Status = Literal["healthy", "degraded", "unhealthy"]
 
 AUDIT_MAXLEN = 10_000
+STOP_SECONDS = 10.0
 
 
 class ComponentStatus(BaseModel):
@@ -160,11 +160,20 @@ class Runtime:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        """Cancel the background tasks (each flushes what it holds), then close the store.
+
+        A task that has not finished within :data:`STOP_SECONDS` is left behind and named in the log: a
+        cancellation stuck inside a client library must not keep the process from exiting.
+        """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
+            for task in pending:
+                logger.warning("background_task_stuck_at_stop", extra={"task": task.get_name()})
+            for task in self._tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so an error at shutdown is not reported as never seen
         self._tasks.clear()
         await self.store.close()
 

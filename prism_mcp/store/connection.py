@@ -98,7 +98,7 @@ class Store:
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url, max_connections=max_connections, timeout=self.timeout if wait is True else wait, **options
         )
-        return aioredis.Redis(connection_pool=pool)
+        return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
     def pool(
         self, *, max_connections: int, wait: float | bool | None = True, **overrides: Any
