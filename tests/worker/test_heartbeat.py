@@ -53,7 +53,10 @@ async def test_a_running_notifier_shows_alive_and_a_clean_stop_is_forgotten(noti
 
     await notifier.stop()
     notifier.store = Store(notifier.settings.redis_url or "", prefix=notifier.settings.key_prefix)
-    assert await heartbeats_health(notifier) is None
+    try:
+        assert await heartbeats_health(notifier) is None
+    finally:
+        await notifier.store.close()
 
 
 async def test_a_stale_heartbeat_makes_health_degraded_with_the_reason(
