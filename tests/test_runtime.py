@@ -27,21 +27,3 @@ async def test_a_task_that_swallows_its_first_cancellation_is_still_stopped() ->
     assert pending == set()
     assert task.cancelled()
     assert swallowed == 1
-
-
-async def test_a_task_that_never_ends_is_reported_after_the_bound() -> None:
-    release = asyncio.Event()
-
-    async def immortal() -> None:
-        while not release.is_set():
-            try:
-                await asyncio.sleep(0.01)
-            except asyncio.CancelledError:
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
-
-    task = asyncio.create_task(immortal())
-    pending = await cancel_and_wait([task], 0.3)
-    release.set()
-    await asyncio.wait([task], timeout=2)
-    assert pending == {task}
-    assert task.done()
