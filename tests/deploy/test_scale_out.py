@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,7 @@ async def test_an_address_blocked_through_one_replica_is_refused_by_every_api_an
             return response if response.status_code == 403 else None
 
         on_second = await eventually(lambda: refused(f"{second}/monitoring/metrics"), 10, "replica B to refuse")
-        on_mcp = [await eventually(lambda r=r: refused(f"{r.url}/mcp", True), 10, r.url) for r in deployment.mcp]
+        on_mcp = [await eventually(partial(refused, f"{r.url}/mcp", True), 10, r.url) for r in deployment.mcp]
         still_served = await insider.get(f"{second}/monitoring/metrics")
 
     assert BLOCKED_IP in on_second.json()["error"]["message"]
