@@ -64,7 +64,7 @@ class Replicas:
 
     def start(self, service: str, port: int | None = None) -> Replica:
         args = ["serve", service] if service in {"api", "mcp"} else [service]
-        env = dict(self.env)
+        env = {**self.env, "PYTHONFAULTHANDLER": "1"}
         if port is not None:
             env[f"PRISM_{service.upper()}_PORT"] = str(port)
         log = self.workdir / f"{service}-{len(self.started)}.log"
@@ -98,18 +98,32 @@ class Replicas:
                 await eventually(answers, seconds, f"{replica.service} on port {replica.port}")
 
     async def stop(self, seconds: float) -> dict[int, int]:
-        """SIGTERM every live process, SIGKILL what is left after ``seconds``; the exit code of each pid."""
+        """SIGTERM every live process, SIGABRT then SIGKILL what is left after ``seconds``; each pid's exit code."""
         for replica in self.started:
             if replica.process.poll() is None:
                 replica.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + seconds
-        while any(r.process.poll() is None for r in self.started) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await self._wait_all(seconds)
+        # A straggler first gets SIGABRT, so that faulthandler (PYTHONFAULTHANDLER) writes its threads' stacks
+        # to its log, the only clue to what held its stop; then SIGKILL.
+        for replica in self.started:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGABRT)
+        await self._wait_all(3)
         for replica in self.started:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait(timeout=10)
         return {r.process.pid: r.process.returncode for r in self.started}
+
+    async def _wait_all(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while any(r.process.poll() is None for r in self.started) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    def unclean(self) -> str:
+        """The log tail of every process that did not exit with 0, for an assertion message."""
+        failed = [r for r in self.started if r.process.returncode != 0]
+        return "\n".join(f"{r.service} pid {r.process.pid} -> {r.process.returncode}:\n{r.tail(40)}" for r in failed)
 
 
 class RoundRobinProxy:

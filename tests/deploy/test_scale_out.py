@@ -353,6 +353,6 @@ async def test_every_replica_stops_on_sigterm_and_the_heartbeats_go_with_them(de
     beats = await read_beats(deployment.store)
     ours = deployment.pids("worker") | deployment.pids("notifier")
 
-    assert codes == dict.fromkeys(codes, 0)
+    assert codes == dict.fromkeys(codes, 0), deployment.replicas.unclean()
     assert not [beat for beat in beats if int(beat.process.rsplit(":", 1)[1]) in ours]
     assert not [pid for pid in codes if psutil.pid_exists(pid)]
