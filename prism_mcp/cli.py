@@ -317,7 +317,11 @@ def call(
     cap = registry.get(name)
     if cap is None:
         raise _fail(f"no capability {name!r}; `prism capabilities` lists them")
-    arguments = _parse_params(cap, list(ctx.args))
+    _invoke_and_print(cap, _parse_params(cap, list(ctx.args)))
+
+
+def _invoke_and_print(cap: Capability, arguments: dict[str, Any]) -> None:
+    """Run one capability as the key in API_KEY (or the data directory), print JSON, exit 1 on an error."""
     settings, _ = _with_key(_settings(), generate=False)
     configure_logging("cli", "WARNING", stream=sys.stderr)
     key = settings.api_key.get_secret_value() if settings.api_key else ""
@@ -360,25 +364,7 @@ def backup() -> None:
     cap = registry.get("backup_create")
     if cap is None:
         raise _fail("this PRISM build has no backup_create capability")
-    settings, _ = _with_key(_settings(), generate=False)
-    configure_logging("cli", "WARNING", stream=sys.stderr)
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    principal = KeyRing(settings).principal_for_key(key)
-    code = 0
-
-    async def run(stop: asyncio.Event) -> None:
-        nonlocal code
-        async with open_runtime(settings, frozenset({"cli"})) as opened:
-            try:
-                result = await _call_with_progress(opened, cap, principal, {})
-            except PrismError as exc:
-                typer.echo(json.dumps({"success": False, "error": exc.to_dict()}, indent=2))
-                code = 1
-                return
-            typer.echo(result.model_dump_json(indent=2))
-
-    _run(run)
-    raise typer.Exit(code)
+    _invoke_and_print(cap, {})
 
 
 @app.command()
