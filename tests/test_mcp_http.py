@@ -54,7 +54,7 @@ async def test_a_scope_denial_is_a_tool_error_with_the_rest_message(mcp_url: str
     async with mcp_client(mcp_url, READ_KEY) as client:
         result = await client.call_tool("audit_events", {})
     assert result.is_error is True
-    assert result.content[0].text == "audit_events needs the operate scope; this key has read"  # type: ignore[union-attr]
+    assert result.content[0].text == "audit_events needs the operate scope; this key has read"
 
 
 @pytest.mark.parametrize(

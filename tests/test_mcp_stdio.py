@@ -35,7 +35,7 @@ async def test_official_client_lists_and_calls_over_stdio(settings: Settings) ->
         health = await client.read_resource("prism://monitoring/health")
         audit = await client.call_tool("audit_events", {"limit": 0})
     assert {"read_resource", "audit_events"} <= tools
-    assert json.loads(health.contents[0].text)["overall_status"] in {"healthy", "degraded", "unhealthy"}  # type: ignore[union-attr]
+    assert json.loads(health.contents[0].text)["overall_status"] in {"healthy", "degraded", "unhealthy"}
     assert audit.is_error is True
     assert audit.content[0].text.startswith("limit: ")  # type: ignore[union-attr]
 
