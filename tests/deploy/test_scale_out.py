@@ -342,7 +342,7 @@ async def test_an_mcp_client_served_alternately_by_both_replicas_works(deploymen
         await proxy.stop()
 
     assert {"read_resource", "alerts_list"} <= {tool.name for tool in tools.tools}
-    assert json.loads(health.contents[0].text)["overall_status"] in {"healthy", "degraded", "unhealthy"}  # type: ignore[union-attr]
+    assert json.loads(health.contents[0].text)["overall_status"] in {"healthy", "degraded", "unhealthy"}
     assert called.is_error is False
     assert [tool.name for tool in again.tools] == [tool.name for tool in tools.tools]
     assert min(proxy.served[p] for p in ports) >= 2, proxy.served
